@@ -1,0 +1,20 @@
+from .audit import AuditEvent
+from .deployment import Approval, Deployment, LogLine, Stage, Status, StageStatus, Trigger
+from .environment import Environment, FreezeWindow, TargetKind, Variable
+from .repository import Repository
+
+__all__ = [
+    "Approval",
+    "AuditEvent",
+    "Deployment",
+    "Environment",
+    "FreezeWindow",
+    "LogLine",
+    "Repository",
+    "Stage",
+    "StageStatus",
+    "Status",
+    "TargetKind",
+    "Trigger",
+    "Variable",
+]

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .environment import Environment
+from .repository import Repository
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    REJECTED = "rejected", "Rejected"
+
+
+FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ROLLED_BACK, Status.REJECTED}
+# Waiting for a worker: a fresh request, or an approved one that still has to roll out.
+WAITING = {Status.QUEUED, Status.APPROVED}
+
+
+class Trigger(models.TextChoices):
+    CLICK = "click", "Deploy button"
+    WEBHOOK = "webhook", "Webhook"
+    ROLLBACK = "rollback", "Rollback"
+    PROMOTION = "promotion", "Promotion"
+
+
+class StageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+STAGE_NAMES = ["checkout", "build", "test", "push", "approval", "rollout", "verify"]
+
+
+class Deployment(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.PROTECT, related_name="deployments")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
+    ref = models.CharField(max_length=250)
+    commit_sha = models.CharField(max_length=40, blank=True)
+    image_digest = models.CharField(max_length=400, blank=True, help_text="name@sha256:…")
+    config_hash = models.CharField(max_length=64, blank=True)
+    config_snapshot = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="deployments"
+    )
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.CLICK)
+    rollback_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks"
+    )
+    replaced = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by",
+        help_text="What the environment ran when this deployment rolled out.",
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    break_glass_reason = models.TextField(blank=True)
+    tests_passed = models.BooleanField(null=True)
+    commits = models.JSONField(default=list, blank=True, help_text="Commits since what the environment ran.")
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["environment", "status"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.repository} {self.ref} → {self.environment}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_finished
+
+    @property
+    def short_sha(self) -> str:
+        return self.commit_sha[:10]
+
+    @property
+    def short_digest(self) -> str:
+        _, _, digest = self.image_digest.partition("@")
+        return digest[:19]
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def stream_key(self) -> str:
+        return f"shipmate:log:{self.pk}"
+
+
+class Stage(models.Model):
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(max_length=20)
+    position = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=20, choices=StageStatus.choices, default=StageStatus.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "name"], name="unique_stage")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def duration(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class LogLine(models.Model):
+    """History of a deployment's log. The live copy is the Redis Stream; each row
+    keeps its stream entry id so a client can resume from either store."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="log_lines")
+    entry_ms = models.BigIntegerField()
+    entry_seq = models.IntegerField()
+    stage = models.CharField(max_length=20, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["entry_ms", "entry_seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "entry_ms", "entry_seq"], name="unique_log_entry")
+        ]
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.entry_ms}-{self.entry_seq}"
+
+
+class Approval(models.Model):
+    class Decision(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    # What was approved: any change to these voids the approval.
+    commit_sha = models.CharField(max_length=40)
+    image_digest = models.CharField(max_length=400)
+    config_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at"]
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    def binds(self, deployment: Deployment, config_hash: str) -> bool:
+        return (
+            self.commit_sha == deployment.commit_sha
+            and self.image_digest == deployment.image_digest
+            and self.config_hash == config_hash
+        )

@@ -1,0 +1,50 @@
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,39}$", "Use lower-case letters, digits and dashes.")
+
+
+def validate_git_url(value: str) -> None:
+    from ..pipeline.git import GitError, validate_url
+
+    try:
+        validate_url(value)
+    except GitError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+def validate_relative_path(value: str) -> None:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValidationError("Must be a path inside the repository.")
+
+
+class Repository(models.Model):
+    name = models.CharField(max_length=40, unique=True, validators=[slug_validator])
+    git_url = models.CharField(max_length=500, validators=[validate_git_url])
+    default_branch = models.CharField(max_length=200, default="main")
+    dockerfile_path = models.CharField(
+        max_length=300, default="Dockerfile", validators=[validate_relative_path]
+    )
+    build_context = models.CharField(
+        max_length=300, default=".", validators=[validate_relative_path]
+    )
+    test_command = models.CharField(
+        max_length=500, blank=True, help_text="Run inside the built image; empty skips the test stage."
+    )
+    image_name = models.CharField(
+        max_length=200, help_text="Repository path in the registry, e.g. shipmate/demo."
+    )
+    # The seed article keeps image definitions apart from the code: when set, the
+    # Dockerfile comes from this repository and the context from the app repository.
+    dockerfile_repo_url = models.CharField(
+        max_length=500, blank=True, validators=[validate_git_url]
+    )
+    dockerfile_repo_ref = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "repositories"
+
+    def __str__(self) -> str:
+        return self.name

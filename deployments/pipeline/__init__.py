@@ -1,0 +1,1 @@
+"""The pipeline: plain Python stages and targets. No Django request, no Celery."""

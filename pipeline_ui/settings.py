@@ -1,0 +1,153 @@
+"""Shipmate settings. Every value comes from the environment; see the README's
+configuration table and `.env.example`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(env_str("SHIPMATE_STATE_DIR", str(BASE_DIR / ".state")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is required unless DEBUG is on")
+    SECRET_KEY = "insecure-debug-only-key"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Key for secrets at rest (environment variables, kubeconfigs). Falls back to a
+# key derived from SECRET_KEY so the one-machine setup needs no extra step.
+FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "deployments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "pipeline_ui.urls"
+ASGI_APPLICATION = "pipeline_ui.asgi.application"
+WSGI_APPLICATION = "pipeline_ui.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "deployments.context_processors.navigation",
+            ],
+        },
+    }
+]
+
+_default_sqlite = STATE_DIR / "shipmate.sqlite3"
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{_default_sqlite}")
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from exc
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while the worker writes; IMMEDIATE takes the
+    # write lock at BEGIN so claims never fail half-way with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+
+# Redis: one URL for the Celery broker, the log streams and locks.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+DEPLOYMENT_TIME_LIMIT = env_int("SHIPMATE_DEPLOYMENT_TIME_LIMIT", 3600, minimum=60)
+CELERY_TASK_TIME_LIMIT = DEPLOYMENT_TIME_LIMIT + 120
+CELERY_TASK_SOFT_TIME_LIMIT = DEPLOYMENT_TIME_LIMIT + 60
+# Must be longer than any run, or Redis redelivers a message still being worked on.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": DEPLOYMENT_TIME_LIMIT * 2}
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+REAPER_INTERVAL = env_int("SHIPMATE_REAPER_INTERVAL", 30, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "reap-expired-leases": {
+        "task": "deployments.tasks.reap",
+        "schedule": float(REAPER_INTERVAL),
+    },
+}
+
+# The pipeline.
+DOCKER_HOST = env_str("DOCKER_HOST", "")  # empty: the Docker SDK's default (socket)
+REGISTRY = env_str("SHIPMATE_REGISTRY", "127.0.0.1:5000")
+REGISTRY_USERNAME = env_str("SHIPMATE_REGISTRY_USERNAME", "")
+REGISTRY_PASSWORD = env_str("SHIPMATE_REGISTRY_PASSWORD", "")
+BUILD_NETWORK_MODE = env_str("SHIPMATE_BUILD_NETWORK_MODE", "host")
+WORK_DIR = Path(env_str("SHIPMATE_WORK_DIR", str(STATE_DIR / "work")))
+TEST_TIMEOUT = env_int("SHIPMATE_TEST_TIMEOUT", 600, minimum=1)
+LEASE_SECONDS = env_int("SHIPMATE_LEASE_SECONDS", 60, minimum=5)
+MAX_ATTEMPTS = env_int("SHIPMATE_MAX_ATTEMPTS", 2, minimum=1)
+GIT_ALLOWED_PROTOCOLS = env_list("SHIPMATE_GIT_PROTOCOLS", ["https", "ssh", "git", "file"])
+LOG_STREAM_MAXLEN = env_int("SHIPMATE_LOG_STREAM_MAXLEN", 20000, minimum=100)
+LOG_STREAM_TTL = env_int("SHIPMATE_LOG_STREAM_TTL", 3600, minimum=1)
+LOG_PAGE_TAIL = env_int("SHIPMATE_LOG_PAGE_TAIL", 500, minimum=10)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Start or stop the services Shipmate needs, on loopback, with their state under
+# one folder that git ignores.
+#
+#   scripts/services.sh start PROFILE   # PROFILE: run (make run) or test (make test)
+#   scripts/services.sh stop PROFILE
+#
+# "start" writes PROFILE's env file (.state/PROFILE/services.env) with REDIS_URL,
+# DOCKER_HOST, SHIPMATE_REGISTRY and, for the test profile, TEST_POSTGRES_URL.
+# Everything it starts is recorded by PID and "stop" ends only those PIDs.
+set -euo pipefail
+
+cmd=${1:?usage: services.sh start|stop run|test}
+profile=${2:-run}
+root=$(cd "$(dirname "$0")/.." && pwd)
+state="$root/.state/$profile"
+mkdir -p "$state"
+envfile="$state/services.env"
+
+case "$profile" in
+  run)  redis_port=${SHIPMATE_REDIS_PORT:-6390}; registry_port=${SHIPMATE_REGISTRY_PORT:-5000}; pg_port=0 ;;
+  test) redis_port=6391; registry_port=5001; pg_port=5491 ;;
+  *) echo "unknown profile $profile" >&2; exit 2 ;;
+esac
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+  local seconds=$1 what=$2; shift 2
+  for _ in $(seq 1 $((seconds * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "services: $what did not come up; see $state/*.log" >&2
+  return 1
+}
+
+start_redis() {
+  if ! alive "$state/redis.pid"; then
+    redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+      --maxmemory-policy noeviction --daemonize yes --pidfile "$state/redis.pid" \
+      --logfile "$state/redis.log" --dir "$state"
+  fi
+  wait_for 10 redis redis-cli -p "$redis_port" ping
+  echo "REDIS_URL=redis://127.0.0.1:$redis_port/0" >> "$envfile"
+}
+
+docker_reachable() { DOCKER_HOST=$1 docker version --format '{{.Server.Version}}'; }
+
+start_docker() {
+  # Use an engine that is already there (DOCKER_HOST or the default socket) for
+  # `make run`; tests always get their own so they cannot touch a user's containers.
+  if [ "$profile" = run ]; then
+    local existing=${DOCKER_HOST:-unix:///var/run/docker.sock}
+    if docker_reachable "$existing" >/dev/null 2>&1; then
+      echo "DOCKER_HOST=$existing" >> "$envfile"
+      return
+    fi
+  fi
+  local sock="unix://$state/docker.sock"
+  if ! alive "$state/dockerd.pid"; then
+    # No bridge and no iptables: no container gets an address outside loopback.
+    nohup dockerd --bridge=none --iptables=false --ip6tables=false \
+      -H "$sock" --data-root "$state/docker-data" --exec-root "$state/docker-exec" \
+      --pidfile "$state/dockerd.pid" > "$state/dockerd.log" 2>&1 &
+  fi
+  wait_for 60 dockerd docker_reachable "$sock"
+  echo "DOCKER_HOST=$sock" >> "$envfile"
+}
+
+start_registry() {
+  cat > "$state/registry.yml" <<YML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $state/registry-data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$registry_port
+YML
+  if ! alive "$state/registry.pid"; then
+    nohup docker-registry serve "$state/registry.yml" > "$state/registry.log" 2>&1 &
+    echo $! > "$state/registry.pid"
+  fi
+  wait_for 20 registry curl -fsS "http://127.0.0.1:$registry_port/v2/"
+  echo "SHIPMATE_REGISTRY=127.0.0.1:$registry_port" >> "$envfile"
+}
+
+pg_bin() {
+  local dir
+  for dir in /usr/lib/postgresql/*/bin; do [ -x "$dir/pg_ctl" ] && { echo "$dir"; return; }; done
+  echo "services: PostgreSQL server binaries not found" >&2; return 1
+}
+
+start_postgres() {
+  local bin; bin=$(pg_bin)
+  local data="$state/pg-data"
+  if ! id shipmate-pg >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin shipmate-pg
+  fi
+  mkdir -p "$state/pg-run"
+  chown shipmate-pg "$state/pg-run"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    mkdir -p "$data"; chown shipmate-pg "$data"
+    runuser -u shipmate-pg -- "$bin/initdb" -D "$data" -U postgres --auth=trust > "$state/pg-init.log"
+  fi
+  if ! runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$data" -l "$state/pg-run/postgres.log" -w \
+      -o "-k $state/pg-run -h 127.0.0.1 -p $pg_port -c fsync=off" start > /dev/null
+  fi
+  echo "TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postgres" >> "$envfile"
+}
+
+stop_pid() {
+  if alive "$1"; then
+    local pid; pid=$(cat "$1")
+    kill "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$1"
+}
+
+case "$cmd" in
+  start)
+    : > "$envfile"
+    start_redis
+    start_docker
+    start_registry
+    if [ "$pg_port" != 0 ]; then start_postgres; fi
+    ;;
+  stop)
+    if [ -f "$state/pg-data/PG_VERSION" ]; then
+      runuser -u shipmate-pg -- "$(pg_bin)/pg_ctl" -D "$state/pg-data" -m fast stop >/dev/null 2>&1 || true
+    fi
+    stop_pid "$state/registry.pid"
+    stop_pid "$state/redis.pid"
+    stop_pid "$state/dockerd.pid"
+    ;;
+  *) echo "usage: services.sh start|stop run|test" >&2; exit 2 ;;
+esac
