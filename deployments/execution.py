@@ -1,0 +1,251 @@
+"""Glue between the plain-Python pipeline and the database: builds the plans
+from models, records stages and logs, keeps the lease alive, settles the status."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from .logs import LogWriter, Masker
+from .models import Deployment, Stage, StageStatus, Status
+from .pipeline import docker_client
+from .pipeline.base import Cancelled, Release, StageError
+from .pipeline.runner import BuildPlan, ReleasePlan, RolledBack, run_build, run_release
+from .pipeline.targets import build_target
+from .services import runs
+from .services.approvals import approvals_needed
+from .services.deployments import last_successful
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat(threading.Thread):
+    """Extends the lease while the run is alive and notices a cancel request."""
+
+    def __init__(self, deployment_id: int, interval: float = 0.5) -> None:
+        super().__init__(name=f"heartbeat-{deployment_id}", daemon=True)
+        self.deployment_id = deployment_id
+        self.interval = interval
+        self.cancelled = threading.Event()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._done.wait(self.interval):
+                try:
+                    if runs.deployment_heartbeat(deployment_id=self.deployment_id):
+                        self.cancelled.set()
+                except Exception:  # a busy database must not kill the run
+                    logger.warning("heartbeat for deployment %s failed", self.deployment_id, exc_info=True)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+
+class DbRecorder:
+    def __init__(self, deployment: Deployment, writer: LogWriter, heartbeat: Heartbeat) -> None:
+        self.deployment = deployment
+        self.writer = writer
+        self.heartbeat = heartbeat
+        self.current = ""
+        self.is_older = False
+
+    def _set_stage(self, name: str, status: str, note: str = "", **times: Any) -> None:
+        Stage.objects.filter(deployment=self.deployment, name=name).update(status=status, note=note[:300], **times)
+        self.writer.event("stage", name=name, status=status)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.current = name
+        self._set_stage(name, StageStatus.RUNNING, started_at=timezone.now())
+        status = StageStatus.FAILED
+        try:
+            yield
+            status = StageStatus.SUCCEEDED
+        except Cancelled:
+            status = StageStatus.CANCELLED
+            raise
+        finally:
+            self.writer.flush()
+            self._set_stage(name, status, finished_at=timezone.now())
+            self.current = ""
+
+    def skip(self, name: str, note: str) -> None:
+        self.writer.line(f"{name}: skipped ({note})", stage=name)
+        self._set_stage(name, StageStatus.SKIPPED, note)
+
+    def log(self, text: str) -> None:
+        self.writer.line(text, stage=self.current)
+
+    def should_stop(self) -> bool:
+        return self.heartbeat.cancelled.is_set()
+
+    def record(self, **fields: Any) -> None:
+        self.is_older = bool(fields.pop("is_older", False)) or self.is_older
+        for key, value in fields.items():
+            setattr(self.deployment, key, value)
+        Deployment.objects.filter(pk=self.deployment.pk).update(**fields)
+
+    def find_reusable(self, commit_sha: str) -> str | None:
+        earlier = (
+            Deployment.objects.filter(
+                repository=self.deployment.repository,
+                commit_sha=commit_sha,
+                stages__name="push",
+                stages__status=StageStatus.SUCCEEDED,
+            )
+            .exclude(pk=self.deployment.pk)
+            .exclude(image_digest="")
+            .order_by("-created_at")
+            .first()
+        )
+        if earlier is None:
+            return None
+        self.record(tests_passed=earlier.tests_passed)
+        return earlier.image_digest
+
+
+def container_name(deployment: Deployment) -> str:
+    return f"shipmate-{deployment.repository.name}-{deployment.environment.name}"
+
+
+def build_plan(deployment: Deployment) -> BuildPlan:
+    repo = deployment.repository
+    current = last_successful(deployment.environment)
+    docker_host = settings.DOCKER_HOST or None
+    settings.WORK_DIR.mkdir(parents=True, exist_ok=True)
+    auth = None
+    if settings.REGISTRY_USERNAME:
+        auth = {"username": settings.REGISTRY_USERNAME, "password": settings.REGISTRY_PASSWORD}
+    return BuildPlan(
+        repo_url=repo.git_url,
+        ref=deployment.ref,
+        image_repository=f"{settings.REGISTRY}/{repo.image_name}",
+        dockerfile_path=repo.dockerfile_path,
+        build_context=repo.build_context,
+        test_command=repo.test_command,
+        dockerfile_repo_url=repo.dockerfile_repo_url,
+        dockerfile_repo_ref=repo.dockerfile_repo_ref,
+        allowed_protocols=tuple(settings.GIT_ALLOWED_PROTOCOLS),
+        build_network_mode=settings.BUILD_NETWORK_MODE,
+        test_timeout=float(settings.TEST_TIMEOUT),
+        work_dir=settings.WORK_DIR,
+        known_commit=deployment.commit_sha if deployment.image_digest else "",
+        known_digest=deployment.image_digest,
+        previous_commit=current.commit_sha if current else "",
+        docker=lambda: docker_client.connect(docker_host),
+        registry_auth=auth,
+    )
+
+
+def _release(deployment: Deployment, image: str) -> Release:
+    env = deployment.environment
+    variables = list(env.variables.all())
+    return Release(
+        image=image,
+        variables={v.name: v.value for v in variables},
+        secret_names=frozenset(v.name for v in variables if v.is_secret),
+        annotations={
+            "deployment_id": str(deployment.pk),
+            "commit": deployment.commit_sha,
+            "user": deployment.requested_by.get_username() if deployment.requested_by else "system",
+        },
+    )
+
+
+def release_plan(deployment: Deployment) -> ReleasePlan:
+    env = deployment.environment
+    target = build_target(
+        env.target_kind, name=container_name(deployment), settings=env.target_settings, kubeconfig=env.kubeconfig
+    )
+    good = last_successful(env)
+    return ReleasePlan(
+        target=target,
+        release=_release(deployment, deployment.image_digest),
+        previous=_release(good, good.image_digest) if good else None,
+        smoke_url=env.smoke_url,
+    )
+
+
+def _secrets(deployment: Deployment) -> list[str]:
+    values = deployment.environment.secret_values()
+    if settings.REGISTRY_PASSWORD:
+        values.append(settings.REGISTRY_PASSWORD)
+    return values
+
+
+def execute(deployment_id: int, *, worker: str) -> str:
+    """Run what is next for one deployment. Returns the status it ended in."""
+    claimed = runs.deployment_claim(deployment_id=deployment_id, worker=worker)
+    if claimed is None:
+        return "not claimed"
+    deployment, phase = claimed
+    secrets = _secrets(deployment)
+    masker = Masker(secrets)
+    heartbeat = Heartbeat(deployment.pk)
+    heartbeat.start()
+    with LogWriter(deployment.pk, secrets=secrets) as writer:
+        writer.event("status", status=Status.RUNNING)
+        rec = DbRecorder(deployment, writer, heartbeat)
+        status, error = Status.FAILED, ""
+        try:
+            status = _run_phases(deployment, phase, rec, writer)
+        except Cancelled:
+            status, error = Status.CANCELLED, "Cancelled while running."
+        except RolledBack as exc:
+            status, error = Status.ROLLED_BACK, str(exc)
+        except StageError as exc:
+            status, error = Status.FAILED, str(exc)
+        except Exception as exc:  # never leave a run in "running"
+            logger.exception("deployment %s crashed", deployment.pk)
+            status, error = Status.FAILED, f"internal error: {exc.__class__.__name__}: {exc}"
+        finally:
+            heartbeat.stop()
+        error = masker(error)
+        if error:
+            writer.line(error)
+        if status != Status.AWAITING_APPROVAL:
+            runs.deployment_finish(deployment=deployment, status=status, error=error)
+            writer.event("status", status=status)
+            writer.event("end", status=status)
+        close_old_connections()
+        return status
+
+
+def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: LogWriter) -> str:
+    if phase == runs.BUILD:
+        run_build(build_plan(deployment), rec)
+        if approvals_needed(deployment) > 0:
+            Stage.objects.filter(deployment=deployment, name="approval").update(
+                status=StageStatus.RUNNING, started_at=timezone.now()
+            )
+            writer.event("stage", name="approval", status=StageStatus.RUNNING)
+            writer.line(f"Waiting for approval to deploy {deployment.image_digest} to {deployment.environment}")
+            runs.deployment_await_approval(deployment=deployment)
+            writer.event("status", status=Status.AWAITING_APPROVAL)
+            return Status.AWAITING_APPROVAL
+        rec.skip("approval", "not required")
+    reason = runs.deployment_gate(deployment=deployment)
+    if reason:
+        Stage.objects.filter(deployment=deployment, name="approval").update(status=StageStatus.FAILED)
+        raise StageError(f"not rolling out: {reason}")
+    if phase == runs.RELEASE:
+        Stage.objects.filter(deployment=deployment, name="approval").update(
+            status=StageStatus.SUCCEEDED, finished_at=timezone.now()
+        )
+        writer.event("stage", name="approval", status=StageStatus.SUCCEEDED)
+    env = deployment.environment
+    good = last_successful(env)
+    rec.record(config_hash=env.config_hash(), config_snapshot=env.config_snapshot(), replaced=good)
+    run_release(release_plan(deployment), rec)
+    return Status.SUCCEEDED

@@ -1,0 +1,90 @@
+"""The build stage: docker build through the SDK, streaming the builder's output line by line."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import docker
+from docker.errors import DockerException
+
+from .base import LogFn, StageError, StopFn
+from .docker_client import LineLog, follow_stream
+from .git import redact_url
+
+# Name of the copy we place in the context when the Dockerfile lives elsewhere.
+EXTERNAL_DOCKERFILE = ".shipmate.Dockerfile"
+
+
+def oci_labels(source_url: str, revision: str, ref: str) -> dict[str, str]:
+    """Standard OCI annotations so an image can be traced back to its commit."""
+    return {
+        "org.opencontainers.image.source": redact_url(source_url),
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.ref.name": ref,
+        "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def build_image(
+    client: docker.DockerClient,
+    *,
+    context_dir: Path,
+    dockerfile: Path,
+    tag: str,
+    labels: dict[str, str],
+    network_mode: str,
+    log: LogFn,
+    should_stop: StopFn,
+) -> str:
+    """Build `dockerfile` with `context_dir` as context, tag it, and return the image id."""
+    context_dir = context_dir.resolve()
+    dockerfile = dockerfile.resolve()
+    if not dockerfile.is_file():
+        raise StageError(f"Dockerfile {dockerfile.name} is not a file")
+    if context_dir not in dockerfile.parents:
+        # A Dockerfile from a separate repository: the builder only sees the context.
+        copy = context_dir / EXTERNAL_DOCKERFILE
+        shutil.copyfile(dockerfile, copy)
+        dockerfile = copy
+    relative = dockerfile.relative_to(context_dir).as_posix()
+    log(f"Building {tag} (network: {network_mode})")
+    lines = LineLog(log)
+    image_id = ""
+    try:
+        stream = client.api.build(
+            path=str(context_dir),
+            dockerfile=relative,
+            tag=tag,
+            labels=labels,
+            network_mode=network_mode,
+            decode=True,
+            rm=True,
+            forcerm=True,
+            pull=False,
+        )
+        for chunk in follow_stream(stream, should_stop):
+            if "stream" in chunk:
+                lines.feed(chunk["stream"])
+            if "error" in chunk or "errorDetail" in chunk:
+                lines.flush()
+                detail = chunk.get("errorDetail") or {}
+                message = (detail.get("message") or chunk.get("error") or "unknown error").strip()
+                raise StageError(f"build failed: {message}")
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and aux.get("ID"):
+                image_id = aux["ID"]
+        lines.flush()
+        if not image_id:
+            image_id = client.api.inspect_image(tag)["Id"]
+    except DockerException as exc:
+        lines.flush()
+        raise StageError(f"build failed: {_explain(exc)}") from exc
+    log(f"Built {tag} ({image_id[:19]})")
+    return image_id
+
+
+def _explain(exc: DockerException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)[:500]

@@ -1,0 +1,403 @@
+"""Hardened git through the git CLI: validate user input, resolve refs, fetch one commit.
+
+Every call runs git with an argument list (never a shell), a protocol allowlist, no
+terminal prompts, no system config, no hooks and a timeout. URLs and refs come from
+users, so both are validated before git sees them and `--` separates them from options
+wherever git accepts it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .base import Cancelled, LogFn, StageError, StopFn, never_stop
+
+DEFAULT_PROTOCOLS: tuple[str, ...] = ("https", "ssh", "git", "file")
+NETWORK_TIMEOUT = 300.0
+LOCAL_TIMEOUT = 60.0
+
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# `transport::address` selects a remote helper (ext::, fd::, …): never allowed.
+_HELPER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
+# Git reads `[user@]host:path` as ssh when the colon comes before any slash.
+_SCP_RE = re.compile(r"^(?:[^@/:]+@)?(\[[^\]]+\]|[^/:]+):")
+_CREDENTIALS_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+_HEX_RE = re.compile(r"^[0-9a-fA-F]{4,40}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_SCHEME_ALIASES = {"git+ssh": "ssh", "ssh+git": "ssh"}
+
+
+class GitError(StageError):
+    """A git command failed or its input was refused; the message is safe to show."""
+
+
+def redact_url(text: str) -> str:
+    """Drop `user:password@` from every URL in `text` so tokens never reach a log."""
+    return _CREDENTIALS_RE.sub(r"\1", text)
+
+
+def _has_unsafe_chars(value: str) -> bool:
+    return any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value)
+
+
+def url_protocol(url: str) -> str:
+    """The protocol git would use for `url`, as named in GIT_ALLOW_PROTOCOL."""
+    match = _SCHEME_RE.match(url)
+    if match:
+        scheme = match.group(1).lower()
+        return _SCHEME_ALIASES.get(scheme, scheme)
+    if _HELPER_RE.match(url):
+        return url.split("::", 1)[0].lower()
+    if url.startswith("/"):
+        return "file"
+    if _SCP_RE.match(url):
+        return "ssh"
+    return "relative"
+
+
+def validate_url(url: str, allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS) -> None:
+    if not url:
+        raise GitError("The git URL is empty.")
+    if url.startswith("-"):
+        raise GitError("A git URL must not start with '-'.")
+    if _has_unsafe_chars(url):
+        raise GitError("A git URL must not contain spaces or control characters.")
+    protocol = url_protocol(url)
+    shown = redact_url(url)
+    if _HELPER_RE.match(url) and not _SCHEME_RE.match(url):
+        raise GitError(f"The git transport '{protocol}::' is not allowed in {shown}.")
+    if protocol == "relative":
+        raise GitError(f"'{shown}' is not a URL or an absolute path.")
+    if protocol not in allowed_protocols:
+        allowed = ", ".join(allowed_protocols) or "none"
+        raise GitError(f"The protocol '{protocol}' is not allowed (allowed: {allowed}).")
+    # A host beginning with '-' would reach ssh as an option (CVE-2017-1000117).
+    host = _host(url)
+    if host.startswith("-"):
+        raise GitError(f"The host in {shown} must not start with '-'.")
+
+
+def _host(url: str) -> str:
+    match = _SCHEME_RE.match(url)
+    if match:
+        authority = url[match.end() :].split("/", 1)[0]
+        return authority.rsplit("@", 1)[-1]
+    scp = _SCP_RE.match(url)
+    return scp.group(1).strip("[]") if scp and not url.startswith("/") else ""
+
+
+def validate_ref(ref: str) -> None:
+    if not ref:
+        raise GitError("The ref is empty.")
+    if ref.startswith("-"):
+        raise GitError(f"The ref '{ref}' must not start with '-'.")
+    if _has_unsafe_chars(ref):
+        raise GitError("A ref must not contain spaces or control characters.")
+    if ".." in ref:
+        raise GitError(f"The ref '{ref}' must not contain '..'.")
+    result = subprocess.run(
+        ["git", "check-ref-format", "--allow-onelevel", ref],
+        env=git_env(DEFAULT_PROTOCOLS),
+        capture_output=True,
+        timeout=LOCAL_TIMEOUT,
+    )
+    if result.returncode != 0:
+        raise GitError(f"'{ref}' is not a valid git ref name.")
+
+
+def git_env(allowed_protocols: Sequence[str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ALLOW_PROTOCOL=":".join(allowed_protocols),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_ASKPASS="/bin/true",
+        SSH_ASKPASS="/bin/true",
+        # BatchMode makes ssh fail instead of asking for a password or host key.
+        GIT_SSH_COMMAND=os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        LC_ALL="C",
+    )
+    return env
+
+
+_SAFE_CONFIG = ["-c", "core.hooksPath=/dev/null", "-c", "advice.detachedHead=false", "-c", "core.fsmonitor="]
+
+
+def _git(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
+    timeout: float = LOCAL_TIMEOUT,
+    should_stop: StopFn = never_stop,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    cmd = ["git", *_SAFE_CONFIG, *args]
+    # A new session lets us kill git together with the helpers it spawned (ssh, upload-pack).
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=git_env(allowed_protocols),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    waited = 0.0
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            waited += 0.2
+            if should_stop():
+                _kill(proc)
+                raise Cancelled() from None
+            if waited >= timeout:
+                _kill(proc)
+                raise GitError(f"git {args[0]} timed out after {timeout:g} s") from None
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        raise GitError(f"git {args[0]} failed: {_summary(err)}")
+    return result
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def _summary(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("hint:")]
+    # The last lines carry git's actual complaint; earlier ones are progress.
+    text = " / ".join(lines[-3:]) or "no error output"
+    return redact_url(text)[:500]
+
+
+def resolve_ref(
+    url: str,
+    ref: str,
+    *,
+    allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
+    log: LogFn = lambda line: None,
+    should_stop: StopFn = never_stop,
+) -> str:
+    """Resolve a branch, tag, full ref or (abbreviated) commit SHA to a full commit SHA."""
+    validate_url(url, allowed_protocols)
+    validate_ref(ref)
+    shown = redact_url(url)
+    listing = _git(
+        ["ls-remote", "--", url],
+        allowed_protocols=allowed_protocols,
+        timeout=NETWORK_TIMEOUT,
+        should_stop=should_stop,
+    ).stdout
+    refs: dict[str, str] = {}
+    for line in listing.splitlines():
+        sha, _, name = line.partition("\t")
+        refs[name] = sha
+    sha = _match_ref(refs, ref, log)
+    if sha:
+        log(f"Resolved {ref} to {sha}")
+        return sha
+    if _HEX_RE.match(ref):
+        lowered = ref.lower()
+        if len(lowered) == 40 and lowered in refs.values():
+            return lowered
+        sha = _resolve_commit_by_fetch(url, lowered, allowed_protocols, should_stop)
+        if sha:
+            log(f"Resolved {ref} to {sha}")
+            return sha
+    raise GitError(f"ref '{ref}' does not exist in {shown}")
+
+
+def _match_ref(refs: dict[str, str], ref: str, log: LogFn) -> str | None:
+    def peeled(name: str) -> str | None:
+        # An annotated tag's own object is not a commit; `^{}` is what it points at.
+        return refs.get(name + "^{}") or refs.get(name)
+
+    if ref == "HEAD" or ref.startswith("refs/"):
+        return peeled(ref)
+    # Same order as git rev-parse: tags win over branches.
+    tag, branch = peeled(f"refs/tags/{ref}"), peeled(f"refs/heads/{ref}")
+    if tag and branch and tag != branch:
+        log(f"'{ref}' is both a tag and a branch; using the tag")
+    return tag or branch
+
+
+def _resolve_commit_by_fetch(
+    url: str, abbrev: str, allowed_protocols: Sequence[str], should_stop: StopFn
+) -> str | None:
+    with tempfile.TemporaryDirectory(prefix="shipmate-resolve-") as tmp:
+        repo = Path(tmp)
+        _git(["init", "-q", "--bare", "--", str(repo)], allowed_protocols=allowed_protocols)
+        _git(["remote", "add", "origin", "--", url], cwd=repo, allowed_protocols=allowed_protocols)
+        common = ["fetch", "-q", "--no-tags", "--filter=tree:0", "origin"]
+        if len(abbrev) == 40:
+            # Commits not under any ref (yet reachable) can only be fetched by exact id.
+            fetched = _git(
+                [*common, abbrev],
+                cwd=repo,
+                allowed_protocols=allowed_protocols,
+                timeout=NETWORK_TIMEOUT,
+                should_stop=should_stop,
+                check=False,
+            )
+            if fetched.returncode == 0:
+                return abbrev if _has_commit(repo, abbrev) else None
+        _git(
+            [*common, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            cwd=repo,
+            allowed_protocols=allowed_protocols,
+            timeout=NETWORK_TIMEOUT,
+            should_stop=should_stop,
+        )
+        found = _git(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", abbrev + "^{commit}"],
+            cwd=repo,
+            check=False,
+        )
+        sha = found.stdout.strip()
+        return sha if found.returncode == 0 and _SHA_RE.match(sha) else None
+
+
+def _has_commit(repo: Path, sha: str) -> bool:
+    return _git(["cat-file", "-e", "--end-of-options", sha + "^{commit}"], cwd=repo, check=False).returncode == 0
+
+
+def checkout(
+    url: str,
+    sha: str,
+    dest: Path,
+    *,
+    allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
+    log: LogFn = lambda line: None,
+    should_stop: StopFn = never_stop,
+) -> Path:
+    """Fetch only commit `sha` (blobless, so history stays listable) into `dest` and check it out."""
+    validate_url(url, allowed_protocols)
+    if not _SHA_RE.match(sha):
+        raise GitError(f"'{sha}' is not a full commit SHA.")
+    if dest.exists() and any(dest.iterdir()):
+        raise GitError(f"Checkout folder {dest} is not empty.")
+    dest.mkdir(parents=True, exist_ok=True)
+    shown = redact_url(url)
+    kw = {"cwd": dest, "allowed_protocols": allowed_protocols, "should_stop": should_stop}
+    _git(["init", "-q", "--", str(dest)], allowed_protocols=allowed_protocols)
+    log(f"Fetching {sha[:12]} from {shown}")
+    fetch_commit(dest, url, sha, allowed_protocols=allowed_protocols, should_stop=should_stop)
+    if should_stop():
+        raise Cancelled()
+    _git(["checkout", "-q", "--detach", sha, "--"], timeout=NETWORK_TIMEOUT, **kw)  # type: ignore[arg-type]
+    head = _git(["rev-parse", "HEAD"], cwd=dest).stdout.strip()
+    if head != sha:
+        raise GitError(f"Checked out {head} but expected {sha}.")
+    subject = _git(["log", "-1", "--format=%s", sha, "--"], cwd=dest).stdout.strip()
+    log(f"Checked out {sha} ({subject})" if subject else f"Checked out {sha}")
+    return dest
+
+
+def fetch_commit(
+    path: Path,
+    url: str,
+    sha: str,
+    *,
+    allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
+    should_stop: StopFn = never_stop,
+) -> None:
+    """Make commit `sha` of `url` present in the repository at `path`; GitError if it cannot."""
+    validate_url(url, allowed_protocols)
+    if not _SHA_RE.match(sha):
+        raise GitError(f"'{sha}' is not a full commit SHA.")
+    if _has_commit(path, sha):
+        return
+    kw = {"cwd": path, "allowed_protocols": allowed_protocols, "should_stop": should_stop}
+    # A named remote, because lazy blob fetches in a partial clone go to the promisor remote.
+    current = _git(["remote", "get-url", "origin"], cwd=path, check=False)
+    if current.returncode != 0:
+        _git(["remote", "add", "origin", "--", url], **kw)  # type: ignore[arg-type]
+    elif current.stdout.strip() != url:
+        _git(["remote", "set-url", "origin", "--", url], **kw)  # type: ignore[arg-type]
+    base = ["fetch", "-q", "--no-tags", "--filter=blob:none", "origin"]
+    attempts = [
+        [*base, sha],
+        # Servers that reject filters: a shallow fetch still gives the tree to build.
+        ["fetch", "-q", "--no-tags", "--depth=1", "origin", sha],
+        # Protocol v0 servers refuse unadvertised ids: fetch every branch and tag instead.
+        [*base, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+    ]
+    errors = []
+    for args in attempts:
+        result = _git(args, timeout=NETWORK_TIMEOUT, check=False, **kw)  # type: ignore[arg-type]
+        if result.returncode == 0 and _has_commit(path, sha):
+            return
+        if result.returncode != 0:
+            errors.append(_summary(result.stderr))
+    if errors:
+        raise GitError(f"could not fetch {sha[:12]}: {errors[-1]}")
+    raise GitError(f"commit {sha[:12]} is not reachable from any branch or tag")
+
+
+def commits_between(path: Path, old_sha: str | None, new_sha: str, limit: int = 50) -> list[dict[str, str]]:
+    """Commits in `old..new`, newest first; with no `old`, the last `limit` commits of `new`.
+
+    In a partial clone (what `checkout` makes) git fetches a missing commit from origin on
+    demand, so `old` may come from another branch. Returns [] when a commit cannot be found
+    (unknown to origin, or a shallow checkout).
+    """
+    for value in (old_sha, new_sha):
+        if value is not None and not _SHA_RE.match(value):
+            raise GitError(f"'{value}' is not a full commit SHA.")
+    if not _has_commit(path, new_sha) or (old_sha and not _has_commit(path, old_sha)):
+        return []
+    revs = f"{old_sha}..{new_sha}" if old_sha else new_sha
+    result = _git(
+        ["log", f"--max-count={int(limit)}", "--format=%H%x1f%an%x1f%aI%x1f%s%x1e", revs, "--"],
+        cwd=path,
+        check=False,
+    )
+    if result.returncode != 0:
+        return []
+    commits = []
+    for record in result.stdout.split("\x1e"):
+        fields = record.strip("\n").split("\x1f")
+        if len(fields) == 4:
+            commits.append(dict(zip(("sha", "author", "date", "subject"), fields, strict=True)))
+    return commits
+
+
+def is_ancestor(path: Path, ancestor: str, descendant: str) -> bool:
+    """True if `ancestor` is in the history of `descendant`; False also when either is unknown."""
+    if not (_SHA_RE.match(ancestor) and _SHA_RE.match(descendant)):
+        return False
+    result = _git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=path, check=False)
+    return result.returncode == 0
+
+
+def safe_subpath(root: Path, rel: str, *, what: str = "Dockerfile path") -> Path:
+    """Resolve `rel` inside `root` (following symlinks); refuse anything that leaves it."""
+    base = root.resolve(strict=True)
+    if not rel or "\x00" in rel:
+        raise StageError(f"{what} '{rel}' is not a valid path")
+    target = (base / rel).resolve(strict=False)
+    if target != base and base not in target.parents:
+        raise StageError(f"{what} '{rel}' is outside the repository")
+    if not target.exists():
+        raise StageError(f"{what} '{rel}' does not exist in the repository")
+    return target
+
+
+def remove_checkout(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,456 @@
+"""Kubernetes target: point one container of a Deployment at a digest, then wait the
+way `kubectl rollout status` does, and stop early when new pods cannot start."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from ..base import Cancelled, LogFn, Release, RolloutFailed, StageError, StopFn, TargetError, never_stop
+from .k8s_status import PodFailure, find_pod_failure, rollout_status
+
+MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
+HASH_ANNOTATION = "shipmate.io/config-hash"
+CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+JSON_PATCH = "application/json-patch+json"
+REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds for every API call
+LOG_TAIL = 20
+MAX_API_ERRORS = 5  # consecutive failed polls before the rollout counts as lost
+CONNECT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+Obj = dict[str, Any]
+
+
+def config_hash(variables: Mapping[str, str]) -> str:
+    """Changes whenever any variable changes, so a config change alone rolls the pods."""
+    data = json.dumps(sorted(variables.items()), separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def change_cause(annotations: Mapping[str, str]) -> str:
+    get = annotations.get
+    return f"shipmate deployment #{get('deployment_id', '?')} commit {get('commit', '?')} by {get('user', '?')}"
+
+
+def _pointer(key: str) -> str:
+    # JSON Pointer (RFC 6901) escaping, needed for annotation keys with "/".
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        try:
+            message = json.loads(exc.body or "").get("message")
+        except (ValueError, AttributeError):
+            message = None
+        return f"HTTP {exc.status}: {message or exc.reason}"
+    reason = getattr(exc, "reason", None) or exc
+    # urllib3 prefixes the reason with a connection object repr; users need only the cause.
+    return re.sub(r"<[^>]+>:\s*", "", str(reason))
+
+
+def _setting_number(settings: Mapping[str, Any], key: str, default: float, *, integer: bool = False) -> Any:
+    raw = settings.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except (TypeError, ValueError):
+        raise TargetError(f"Kubernetes setting {key!r} must be a number, got {raw!r}") from None
+    if isinstance(raw, bool) or value <= 0:
+        raise TargetError(f"Kubernetes setting {key!r} must be a positive number, got {raw!r}")
+    return value
+
+
+def _setting_bool(settings: Mapping[str, Any], key: str) -> bool:
+    raw = settings.get(key, False)
+    if isinstance(raw, str):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(raw)
+
+
+def build_api_client(*, kubeconfig: str, kubeconfig_path: str, in_cluster: bool, context: str | None) -> client.ApiClient:
+    """One ApiClient per target; the library's global default configuration stays untouched."""
+    try:
+        if kubeconfig.strip():
+            config_dict = yaml.safe_load(kubeconfig)
+            if not isinstance(config_dict, dict):
+                raise TargetError("the kubeconfig is not a YAML mapping")
+            return config.new_client_from_config_dict(config_dict, context=context, persist_config=False)
+        if kubeconfig_path:
+            return config.new_client_from_config(kubeconfig_path, context=context, persist_config=False)
+        if in_cluster:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+    except (ConfigException, yaml.YAMLError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise TargetError(f"invalid Kubernetes connection settings: {exc}") from exc
+    raise TargetError("Kubernetes target needs a kubeconfig, a kubeconfig_path or in_cluster")
+
+
+class KubernetesTarget:
+    """Rolls out one container of one Deployment. One instance serves one rollout."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        api: client.ApiClient,
+        namespace: str,
+        deployment: str,
+        container: str,
+        timeout: float = 600.0,
+        max_restarts: int = 3,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.api = api
+        self.namespace = namespace
+        self.deployment = deployment
+        self.container = container
+        self.timeout = timeout
+        self.max_restarts = max_restarts
+        self.poll_interval = poll_interval
+        self._apps = client.AppsV1Api(api)
+        self._core = client.CoreV1Api(api)
+        # Set by apply(): what wait() checks pods against, and the generation our patch produced.
+        self.release: Release | None = None
+        self.generation_before = 0
+        self.generation_after = 0
+
+    @classmethod
+    def from_settings(
+        cls, *, name: str, settings: Mapping[str, Any], kubeconfig: str = "", **_: Any
+    ) -> KubernetesTarget:
+        required = {}
+        for key in ("namespace", "deployment", "container"):
+            value = settings.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise TargetError(f"Kubernetes setting {key!r} is required")
+            required[key] = value.strip()
+        api = build_api_client(
+            kubeconfig=kubeconfig or "",
+            kubeconfig_path=str(settings.get("kubeconfig_path") or ""),
+            in_cluster=_setting_bool(settings, "in_cluster"),
+            context=str(settings.get("context") or "") or None,
+        )
+        return cls(
+            name=name,
+            api=api,
+            timeout=_setting_number(settings, "timeout", 600.0),
+            max_restarts=_setting_number(settings, "max_restarts", 3, integer=True),
+            poll_interval=_setting_number(settings, "poll_interval", 1.0),
+            **required,
+        )
+
+    def close(self) -> None:
+        self.api.close()
+
+    # Names and small helpers.
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.deployment}"
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    @property
+    def configmap_name(self) -> str:
+        return f"shipmate-{self.deployment}-config"
+
+    @property
+    def secret_name(self) -> str:
+        return f"shipmate-{self.deployment}-secrets"
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        # Plain dicts instead of client models: the status rules and JSON patches work on them directly.
+        response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+        return json.loads(response.data)
+
+    def _read_deployment(self) -> Obj:
+        try:
+            return self._call(self._apps.read_namespaced_deployment, self.deployment, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise TargetError(f"Deployment {self.ref} not found") from exc
+            raise TargetError(f"cannot read Deployment {self.ref}: {_describe(exc)}") from exc
+        except CONNECT_ERRORS as exc:
+            raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
+
+    def _find_container(self, deployment: Obj) -> tuple[int, Obj]:
+        spec = deployment.get("spec") or {}
+        containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+        for index, container in enumerate(containers):
+            if container.get("name") == self.container:
+                return index, container
+        names = ", ".join(c.get("name", "?") for c in containers) or "none"
+        raise TargetError(f"container {self.container!r} not found in Deployment {self.ref} (it has: {names})")
+
+    def _precheck(self, deployment: Obj) -> tuple[int, Obj]:
+        found = self._find_container(deployment)
+        if (deployment.get("spec") or {}).get("paused"):
+            raise TargetError(
+                f"Deployment {self.ref} is paused; resume it first "
+                f"(kubectl -n {self.namespace} rollout resume deployment/{self.deployment})"
+            )
+        return found
+
+    # Target protocol.
+
+    def check(self) -> str:
+        try:
+            version = client.VersionApi(self.api).get_code(_request_timeout=REQUEST_TIMEOUT).git_version
+        except ApiException as exc:
+            raise TargetError(f"Kubernetes API at {self.host} refused the request: {_describe(exc)}") from exc
+        except CONNECT_ERRORS as exc:
+            raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
+        _, container = self._precheck(self._read_deployment())
+        return (
+            f"Kubernetes {version} at {self.host}: deployment {self.ref}, "
+            f"container {self.container}, image {container.get('image', '?')}"
+        )
+
+    def current(self) -> str | None:
+        try:
+            _, container = self._find_container(self._read_deployment())
+        except TargetError:
+            return None
+        return container.get("image")
+
+    def apply(self, release: Release, *, log: LogFn) -> None:
+        if "@sha256:" not in release.image:
+            raise TargetError(f"image must be a digest reference (name@sha256:…), got {release.image!r}")
+        deployment = self._read_deployment()
+        self._precheck(deployment)
+
+        self._upsert_env_objects(release, log)
+        patched = self._patch_deployment(deployment, release)
+        self.release = release
+        self.generation_before = int(deployment["metadata"].get("generation") or 0)
+        self.generation_after = int(patched["metadata"].get("generation") or 0)
+        if self.generation_after == self.generation_before:
+            log(f"Deployment {self.ref} spec unchanged (generation {self.generation_after})")
+        else:
+            log(
+                f"patched Deployment {self.ref}: container {self.container} → {release.image} "
+                f"(generation {self.generation_before} → {self.generation_after})"
+            )
+
+    def wait(self, *, log: LogFn, should_stop: StopFn) -> None:
+        started = time.monotonic()
+        deadline = started + self.timeout
+        image = self.release.image if self.release else None
+        last_message = ""
+        errors = 0
+        while True:
+            if should_stop():
+                raise Cancelled(f"cancelled while waiting for Deployment {self.ref}")
+            try:
+                deployment = self._call(self._apps.read_namespaced_deployment, self.deployment, self.namespace)
+                done, message = rollout_status(deployment, min_generation=self.generation_after)
+                if message != last_message:
+                    log(message)
+                    last_message = message
+                if done:
+                    return
+                failure = self._find_failure(deployment, image) if image else None
+                errors = 0
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise RolloutFailed(f"Deployment {self.ref} disappeared during the rollout") from exc
+                errors, error = errors + 1, exc
+            except CONNECT_ERRORS as exc:
+                errors, error = errors + 1, exc
+            else:
+                if failure:
+                    self._log_container(failure, log)
+                    raise RolloutFailed(str(failure))
+            if errors >= MAX_API_ERRORS:
+                raise RolloutFailed(f"lost contact with the Kubernetes API at {self.host}: {_describe(error)}")
+            now = time.monotonic()
+            if now >= deadline:
+                raise RolloutFailed(f"rollout did not finish within {self.timeout:g} s")
+            self._sleep(min(self.poll_interval, deadline - now), should_stop)
+
+    def undo(self, previous: Release | None, *, log: LogFn) -> None:
+        if previous is None:
+            log("no earlier successful release recorded; nothing to restore")
+            raise RolloutFailed("rollback failed, manual action needed: no previous release")
+        log(f"rolling back Deployment {self.ref} to {previous.image}")
+        try:
+            self.apply(previous, log=log)
+            self.wait(log=log, should_stop=never_stop)
+        except StageError as exc:
+            raise RolloutFailed(f"rollback failed, manual action needed: {exc}") from exc
+        log(f"restored Deployment {self.ref} to {previous.image}")
+
+    # Apply steps.
+
+    def _upsert_env_objects(self, release: Release, log: LogFn) -> None:
+        plain = {k: v for k, v in release.variables.items() if k not in release.secret_names}
+        secret = {
+            k: base64.b64encode(v.encode()).decode()
+            for k, v in release.variables.items()
+            if k in release.secret_names
+        }
+        core = self._core
+        action = self._upsert(
+            "ConfigMap", self.configmap_name, plain,
+            core.read_namespaced_config_map, core.create_namespaced_config_map, core.patch_namespaced_config_map,
+        )  # fmt: skip
+        log(f"{action} ConfigMap {self.namespace}/{self.configmap_name} ({len(plain)} variables)")
+        action = self._upsert(
+            "Secret", self.secret_name, secret,
+            core.read_namespaced_secret, core.create_namespaced_secret, core.patch_namespaced_secret,
+        )  # fmt: skip
+        log(f"{action} Secret {self.namespace}/{self.secret_name} ({len(secret)} secret variables)")
+
+    def _upsert(
+        self,
+        kind: str,
+        name: str,
+        data: dict[str, str],
+        read: Callable[..., Any],
+        create: Callable[..., Any],
+        patch: Callable[..., Any],
+    ) -> str:
+        where = f"{kind} {self.namespace}/{name}"
+        try:
+            try:
+                current = self._call(read, name, self.namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                body: Obj = {
+                    "apiVersion": "v1",
+                    "kind": kind,
+                    "metadata": {"name": name, "namespace": self.namespace, "labels": {MANAGED_BY_KEY: "shipmate"}},
+                    "data": data,
+                }
+                if kind == "Secret":
+                    body["type"] = "Opaque"
+                self._call(create, self.namespace, body)
+                return "created"
+            labels = (current.get("metadata") or {}).get("labels") or {}
+            if labels.get(MANAGED_BY_KEY) != "shipmate":
+                raise TargetError(f"{where} exists but is not labelled {MANAGED_BY_KEY}=shipmate; refusing to overwrite it")
+            # Replace the whole data map, so removed variables disappear (a merge would keep them).
+            self._call(patch, name, self.namespace, [{"op": "add", "path": "/data", "value": data}], _content_type=JSON_PATCH)
+            return "updated"
+        except ApiException as exc:
+            raise TargetError(f"cannot write {where}: {_describe(exc)}") from exc
+        except CONNECT_ERRORS as exc:
+            raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
+
+    def _deployment_ops(self, deployment: Obj, release: Release) -> list[Obj]:
+        """A JSON patch computed from a fresh GET.
+
+        A strategic merge patch would be the natural choice on a real cluster, but a JSON patch
+        behaves the same everywhere (test servers included); the `test` op makes it fail rather
+        than hit the wrong container if the list changed since the GET.
+        """
+        index, container = self._find_container(deployment)
+        base = f"/spec/template/spec/containers/{index}"
+        ops: list[Obj] = [
+            {"op": "test", "path": f"{base}/name", "value": self.container},
+            {"op": "replace", "path": f"{base}/image", "value": release.image},
+        ]
+        wanted = [("configMapRef", self.configmap_name), ("secretRef", self.secret_name)]
+        env_from = container.get("envFrom")
+        if env_from is None:
+            ops.append({"op": "add", "path": f"{base}/envFrom", "value": [{k: {"name": n}} for k, n in wanted]})
+        else:
+            for key, ref_name in wanted:
+                if not any((entry.get(key) or {}).get("name") == ref_name for entry in env_from):
+                    ops.append({"op": "add", "path": f"{base}/envFrom/-", "value": {key: {"name": ref_name}}})
+        template_meta = (deployment["spec"].get("template") or {}).get("metadata")
+        ops += _annotation_ops("/spec/template/metadata", template_meta, HASH_ANNOTATION, config_hash(release.variables))
+        ops += _annotation_ops("/metadata", deployment["metadata"], CAUSE_ANNOTATION, change_cause(release.annotations))
+        return ops
+
+    def _patch_deployment(self, deployment: Obj, release: Release) -> Obj:
+        for attempt in range(2):
+            ops = self._deployment_ops(deployment, release)
+            try:
+                return self._call(
+                    self._apps.patch_namespaced_deployment,
+                    self.deployment,
+                    self.namespace,
+                    ops,
+                    _content_type=JSON_PATCH,
+                )
+            except ApiException as exc:
+                # 422: our `test` op failed because someone edited the containers; retry once on fresh data.
+                if exc.status in (409, 422) and attempt == 0:
+                    deployment = self._read_deployment()
+                    self._precheck(deployment)
+                    continue
+                raise TargetError(f"cannot patch Deployment {self.ref}: {_describe(exc)}") from exc
+            except CONNECT_ERRORS as exc:
+                raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    # Wait steps.
+
+    def _find_failure(self, deployment: Obj, image: str) -> PodFailure | None:
+        labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not labels:
+            return None  # never list a whole namespace; matchExpressions-only selectors skip the fast path
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        pods = self._call(self._core.list_namespaced_pod, self.namespace, label_selector=selector)
+        return find_pod_failure(
+            pods.get("items") or [], container=self.container, image=image, max_restarts=self.max_restarts
+        )
+
+    def _log_container(self, failure: PodFailure, log: LogFn) -> None:
+        error: BaseException | None = None
+        for previous in (True, False):
+            try:
+                text = self._core.read_namespaced_pod_log(
+                    failure.pod,
+                    self.namespace,
+                    container=failure.container,
+                    tail_lines=LOG_TAIL,
+                    previous=previous,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+            except (ApiException, *CONNECT_ERRORS) as exc:
+                error = exc
+                continue
+            lines = str(text or "").splitlines()[-LOG_TAIL:]
+            if lines:
+                which = "previous" if previous else "current"
+                log(f"last {len(lines)} log lines of pod {failure.pod} container {failure.container} ({which}):")
+                for line in lines:
+                    log(f"  {line}")
+                return
+        log(f"(container log unavailable: {_describe(error) if error else 'empty'})")
+
+    def _sleep(self, seconds: float, should_stop: StopFn) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if should_stop():
+                raise Cancelled(f"cancelled while waiting for Deployment {self.ref}")
+            time.sleep(min(left, 0.1))
+
+
+def _annotation_ops(path: str, meta: Mapping[str, Any] | None, key: str, value: str) -> list[Obj]:
+    # "add" on an object member replaces it, but its parent must exist.
+    if meta is None:
+        return [{"op": "add", "path": path, "value": {"annotations": {key: value}}}]
+    if not meta.get("annotations"):
+        return [{"op": "add", "path": f"{path}/annotations", "value": {key: value}}]
+    return [{"op": "add", "path": f"{path}/annotations/{_pointer(key)}", "value": value}]

@@ -1,0 +1,153 @@
+"""Reads for pages. Query counts do not grow with the number of rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from . import permissions
+from .models import Deployment, Environment, Repository, Stage, Status
+from .models.deployment import WAITING
+
+
+_ACTIVE = {Status.QUEUED, Status.RUNNING, Status.AWAITING_APPROVAL, Status.APPROVED}
+
+
+@dataclass
+class EnvironmentRow:
+    environment: Environment
+    current: Deployment | None
+    running: Deployment | None
+    waiting: list[Deployment]
+    awaiting_approval: list[Deployment]
+    can_deploy: bool
+
+
+def _base() -> QuerySet[Deployment]:
+    return Deployment.objects.select_related("repository", "environment", "requested_by")
+
+
+def visible_environments(user: Any) -> list[Environment]:
+    envs = Environment.objects.prefetch_related("deploy_groups", "approve_groups", "freeze_windows")
+    return [env for env in envs if permissions.can_view_environment(user, env)]
+
+
+def environment_overview(user: Any) -> list[EnvironmentRow]:
+    envs = visible_environments(user)
+    ids = [e.pk for e in envs]
+    active = list(
+        _base().filter(environment_id__in=ids, status__in=_ACTIVE).order_by("created_at", "id")
+    )
+    current: dict[int, Deployment] = {}
+    for dep in _base().filter(environment_id__in=ids, status=Status.SUCCEEDED).order_by("finished_at", "id"):
+        current[dep.environment_id] = dep  # the last one wins
+    rows = []
+    for env in envs:
+        mine = [d for d in active if d.environment_id == env.pk]
+        rows.append(
+            EnvironmentRow(
+                environment=env,
+                current=current.get(env.pk),
+                running=next((d for d in mine if d.status == Status.RUNNING), None),
+                waiting=[d for d in mine if d.status in WAITING],
+                awaiting_approval=[d for d in mine if d.status == Status.AWAITING_APPROVAL],
+                can_deploy=permissions.can_deploy(user, env),
+            )
+        )
+    return rows
+
+
+def deployment_history(
+    user: Any, *, repository: str = "", environment: str = "", status: str = ""
+) -> QuerySet[Deployment]:
+    envs = [e.pk for e in visible_environments(user)]
+    qs = _base().select_related("rollback_of").filter(environment_id__in=envs)
+    if repository:
+        qs = qs.filter(repository__name=repository)
+    if environment:
+        qs = qs.filter(environment__name=environment)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def deployment_detail(pk: int) -> Deployment:
+    return (
+        _base()
+        .select_related("rollback_of", "replaced")
+        .prefetch_related(
+            Prefetch("stages", queryset=Stage.objects.order_by("position")),
+            "approvals__approver",
+        )
+        .get(pk=pk)
+    )
+
+
+def queue_position(deployment: Deployment) -> int | None:
+    """1-based position among the deployments waiting for this environment."""
+    if deployment.status not in WAITING:
+        return None
+    ahead = Deployment.objects.filter(
+        environment_id=deployment.environment_id, status__in=WAITING
+    ).filter(created_at__lt=deployment.created_at).count()
+    return ahead + 1
+
+
+def deployable_choices(user: Any) -> tuple[list[Repository], list[Environment]]:
+    envs = [e for e in visible_environments(user) if permissions.can_deploy(user, e)]
+    return list(Repository.objects.all()), envs
+
+
+def approval_inbox(user: Any) -> list[Deployment]:
+    pending = _base().filter(status=Status.AWAITING_APPROVAL).prefetch_related(
+        "environment__approve_groups", "approvals"
+    )
+    return [d for d in pending.order_by("created_at") if permissions.can_approve(user, d)]
+
+
+def approval_inbox_count(user: Any) -> int:
+    return len(approval_inbox(user))
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Which variables changed. Values are never compared in the clear: the
+    snapshots hold keyed hashes, and secret ones are shown by name only."""
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        kind = "added" if before is None else "removed" if after is None else "changed"
+        secret = bool((after or before or {}).get("secret"))
+        changes.append({"name": name, "change": kind, "secret": secret})
+    return changes
+
+
+def approval_context(deployment: Deployment) -> dict[str, Any]:
+    from .services.approvals import approvals_needed, valid_approvals
+
+    env = deployment.environment
+    previous = deployment.replaced or (
+        _base().filter(environment=env, status=Status.SUCCEEDED).exclude(pk=deployment.pk)
+        .order_by("-finished_at", "-id").first()
+    )
+    if deployment.is_finished or deployment.status == Status.RUNNING and deployment.config_snapshot:
+        snapshot, config_hash = deployment.config_snapshot, deployment.config_hash
+    else:
+        snapshot, config_hash = env.config_snapshot(), env.config_hash()
+    valid = valid_approvals(deployment, config_hash) if deployment.image_digest else []
+    approvals = []
+    for approval in deployment.approvals.all():
+        state = "valid" if approval in valid else "expired" if approval.is_expired else "void"
+        if approval.decision == approval.Decision.REJECTED:
+            state = "rejected"
+        approvals.append({"approval": approval, "state": state})
+    return {
+        "previous": previous,
+        "config_changes": config_diff(previous.config_snapshot if previous else {}, snapshot),
+        "needed": approvals_needed(deployment),
+        "valid_count": len(valid),
+        "approvals": approvals,
+    }

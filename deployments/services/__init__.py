@@ -1,0 +1,27 @@
+"""Database writes. Each service is atomic and writes its audit event in the same
+transaction. Names are <entity>_<action>."""
+
+from .approvals import deployment_approve, deployment_reject, valid_approvals
+from .audit import audit
+from .deployments import (
+    DeployRefused,
+    deployment_cancel,
+    deployment_promote,
+    deployment_request,
+    deployment_rollback,
+)
+from .environments import environment_lock, environment_unlock
+
+__all__ = [
+    "DeployRefused",
+    "audit",
+    "deployment_approve",
+    "deployment_cancel",
+    "deployment_promote",
+    "deployment_reject",
+    "deployment_request",
+    "deployment_rollback",
+    "environment_lock",
+    "environment_unlock",
+    "valid_approvals",
+]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import permissions
+from ..models import Approval, Deployment, Status
+from .audit import audit
+from .deployments import DeployRefused
+from .queue import dispatch_next
+
+
+def valid_approvals(deployment: Deployment, config_hash: str) -> list[Approval]:
+    """Approvals that still bind what would ship now: same commit, digest and
+    configuration, not expired, from distinct people allowed to approve."""
+    seen: set[int] = set()
+    valid = []
+    for approval in deployment.approvals.filter(decision=Approval.Decision.APPROVED).select_related("approver"):
+        if approval.is_expired or not approval.binds(deployment, config_hash):
+            continue
+        if approval.approver_id in seen or not permissions.can_approve(approval.approver, deployment):
+            continue
+        seen.add(approval.approver_id)
+        valid.append(approval)
+    return valid
+
+
+def approvals_needed(deployment: Deployment) -> int:
+    needed = deployment.environment.needed_approvals
+    # A break-glass deploy during a freeze always needs a second person.
+    return max(needed, 1) if deployment.break_glass_reason else needed
+
+
+def _decide(
+    *, user: Any, deployment: Deployment, decision: str, comment: str, source_ip: str | None
+) -> Approval:
+    deployment = Deployment.objects.select_for_update().select_related("environment").get(pk=deployment.pk)
+    if deployment.status != Status.AWAITING_APPROVAL:
+        raise DeployRefused("This deployment is not waiting for approval.")
+    if deployment.requested_by_id == user.pk and not deployment.environment.allow_self_approval:
+        raise DeployRefused("You cannot approve your own deployment.")
+    if not permissions.can_approve(user, deployment):
+        raise DeployRefused(f"You may not approve deployments to {deployment.environment}.")
+    env = deployment.environment
+    approval = Approval.objects.create(
+        deployment=deployment,
+        approver=user,
+        decision=decision,
+        comment=comment.strip(),
+        commit_sha=deployment.commit_sha,
+        image_digest=deployment.image_digest,
+        config_hash=env.config_hash(),
+        expires_at=timezone.now() + timedelta(minutes=env.approval_ttl_minutes),
+    )
+    return approval
+
+
+@transaction.atomic
+def deployment_approve(
+    *, user: Any, deployment: Deployment, comment: str = "", source_ip: str | None = None
+) -> Approval:
+    approval = _decide(
+        user=user, deployment=deployment, decision=Approval.Decision.APPROVED, comment=comment, source_ip=source_ip
+    )
+    deployment = approval.deployment
+    audit(user, "deployment.approve", deployment, source_ip=source_ip, comment=approval.comment)
+    if len(valid_approvals(deployment, approval.config_hash)) >= approvals_needed(deployment):
+        deployment.status = Status.APPROVED
+        deployment.save(update_fields=["status"])
+        from ..logs import publish_event
+
+        transaction.on_commit(lambda: publish_event(deployment.pk, "status", status=Status.APPROVED))
+        dispatch_next(deployment.environment_id)
+    return approval
+
+
+@transaction.atomic
+def deployment_reject(
+    *, user: Any, deployment: Deployment, comment: str = "", source_ip: str | None = None
+) -> Approval:
+    if not comment.strip():
+        raise DeployRefused("Say why you reject it.")
+    approval = _decide(
+        user=user, deployment=deployment, decision=Approval.Decision.REJECTED, comment=comment, source_ip=source_ip
+    )
+    deployment = approval.deployment
+    deployment.status = Status.REJECTED
+    deployment.finished_at = timezone.now()
+    deployment.error = f"Rejected by {user.get_username()}: {approval.comment}"
+    deployment.save(update_fields=["status", "finished_at", "error"])
+    deployment.stages.filter(status__in=["pending", "running"]).update(status="cancelled")
+    audit(user, "deployment.reject", deployment, source_ip=source_ip, comment=approval.comment)
+    from ..logs import publish_event
+
+    transaction.on_commit(lambda: publish_event(deployment.pk, "status", status=Status.REJECTED))
+    transaction.on_commit(lambda: publish_event(deployment.pk, "end", status=Status.REJECTED))
+    return approval

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from ..models import AuditEvent
+
+
+def audit(
+    actor: Any,
+    action: str,
+    obj: models.Model | None = None,
+    *,
+    source_ip: str | None = None,
+    commit_sha: str = "",
+    image_digest: str = "",
+    object_type: str = "",
+    object_repr: str = "",
+    **details: Any,
+) -> AuditEvent:
+    """Append one audit event. Call it inside the service's transaction."""
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    if obj is not None:
+        object_type = object_type or obj._meta.model_name or ""
+        object_repr = object_repr or str(obj)[:200]
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_name=user.get_username() if user else (actor if isinstance(actor, str) else "system"),
+        action=action,
+        object_type=object_type,
+        object_id=str(obj.pk) if obj is not None else "",
+        object_repr=object_repr,
+        commit_sha=commit_sha or getattr(obj, "commit_sha", "") or "",
+        image_digest=image_digest or getattr(obj, "image_digest", "") or "",
+        details=details,
+        source_ip=source_ip,
+    )

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import permissions
+from ..models import Deployment, Environment, Repository, Stage, Status, Trigger
+from ..models.deployment import STAGE_NAMES
+from ..pipeline.git import GitError, validate_ref
+from .audit import audit
+from .queue import dispatch_next
+
+
+class DeployRefused(Exception):
+    """The request breaks a rule; the message is shown to the user."""
+
+
+def _check_can_deploy(*, user: Any, environment: Environment, break_glass_reason: str) -> None:
+    if not permissions.can_deploy(user, environment):
+        raise DeployRefused(f"You may not deploy to {environment}.")
+    if environment.is_locked:
+        who = environment.locked_by.get_username() if environment.locked_by else "someone"
+        raise DeployRefused(f"{environment} is locked by {who}: {environment.locked_reason}")
+    freeze = environment.active_freeze()
+    if freeze and not break_glass_reason.strip():
+        raise DeployRefused(
+            f"{environment} is in a freeze window ({freeze.reason}). "
+            "A break-glass deploy needs a written reason and a second person's approval."
+        )
+
+
+def _create(
+    *,
+    user: Any,
+    repository: Repository,
+    environment: Environment,
+    ref: str,
+    trigger: str,
+    source_ip: str | None,
+    break_glass_reason: str = "",
+    rollback_of: Deployment | None = None,
+    commit_sha: str = "",
+    image_digest: str = "",
+    reuse_of: Deployment | None = None,
+) -> Deployment:
+    freeze = environment.active_freeze()
+    deployment = Deployment.objects.create(
+        repository=repository,
+        environment=environment,
+        ref=ref,
+        requested_by=user,
+        trigger=trigger,
+        rollback_of=rollback_of,
+        commit_sha=commit_sha,
+        image_digest=image_digest,
+        tests_passed=reuse_of.tests_passed if reuse_of else None,
+        break_glass_reason=break_glass_reason.strip() if freeze else "",
+    )
+    Stage.objects.bulk_create(
+        Stage(deployment=deployment, name=name, position=i) for i, name in enumerate(STAGE_NAMES)
+    )
+    action = "deployment.break_glass" if deployment.break_glass_reason else f"deployment.{trigger}"
+    audit(
+        user,
+        action,
+        deployment,
+        source_ip=source_ip,
+        environment=environment.name,
+        repository=repository.name,
+        ref=ref,
+        reason=deployment.break_glass_reason,
+        freeze=freeze.reason if freeze else "",
+    )
+    dispatch_next(environment.pk)
+    return deployment
+
+
+@transaction.atomic
+def deployment_request(
+    *,
+    user: Any,
+    repository: Repository,
+    environment: Environment,
+    ref: str,
+    trigger: str = Trigger.CLICK,
+    source_ip: str | None = None,
+    break_glass_reason: str = "",
+) -> Deployment:
+    ref = ref.strip()
+    try:
+        validate_ref(ref)
+    except GitError as exc:
+        raise DeployRefused(str(exc)) from exc
+    _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
+    return _create(
+        user=user,
+        repository=repository,
+        environment=environment,
+        ref=ref,
+        trigger=trigger,
+        source_ip=source_ip,
+        break_glass_reason=break_glass_reason,
+    )
+
+
+@transaction.atomic
+def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | None = None) -> Deployment:
+    deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    if not permissions.can_cancel(user, deployment):
+        raise DeployRefused("You may not cancel this deployment.")
+    if deployment.status == Status.RUNNING:
+        # The worker sees the flag within a second, stops the running step and
+        # settles the status itself.
+        deployment.cancel_requested = True
+        deployment.save(update_fields=["cancel_requested"])
+    else:
+        deployment.status = Status.CANCELLED
+        deployment.finished_at = timezone.now()
+        deployment.error = f"Cancelled by {user.get_username()}."
+        deployment.save(update_fields=["status", "finished_at", "error"])
+        deployment.stages.filter(status="pending").update(status="cancelled")
+        from ..logs import publish_event
+
+        transaction.on_commit(lambda: publish_event(deployment.pk, "status", status=Status.CANCELLED))
+        transaction.on_commit(lambda: publish_event(deployment.pk, "end", status=Status.CANCELLED))
+        dispatch_next(deployment.environment_id)
+    audit(user, "deployment.cancel", deployment, source_ip=source_ip)
+    return deployment
+
+
+def last_successful(environment: Environment, *, before: Deployment | None = None) -> Deployment | None:
+    qs = Deployment.objects.filter(environment=environment, status=Status.SUCCEEDED).exclude(image_digest="")
+    if before is not None:
+        qs = qs.filter(finished_at__lt=before.finished_at)
+    return qs.order_by("-finished_at", "-id").first()
+
+
+@transaction.atomic
+def deployment_rollback(
+    *, user: Any, environment: Environment, source_ip: str | None = None, break_glass_reason: str = ""
+) -> Deployment:
+    """Redeploy the previous successful digest without building again."""
+    _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
+    current = last_successful(environment)
+    if current is None:
+        raise DeployRefused(f"{environment} has no successful deployment to roll back from.")
+    previous = (
+        Deployment.objects.filter(environment=environment, status=Status.SUCCEEDED, finished_at__lt=current.finished_at)
+        .exclude(image_digest="")
+        .exclude(image_digest=current.image_digest)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    if previous is None:
+        raise DeployRefused(f"{environment} has no earlier successful release to roll back to.")
+    return _create(
+        user=user,
+        repository=previous.repository,
+        environment=environment,
+        ref=previous.ref,
+        trigger=Trigger.ROLLBACK,
+        source_ip=source_ip,
+        break_glass_reason=break_glass_reason,
+        rollback_of=current,
+        commit_sha=previous.commit_sha,
+        image_digest=previous.image_digest,
+        reuse_of=previous,
+    )
+
+
+@transaction.atomic
+def deployment_promote(
+    *, user: Any, source: Environment, target: Environment, source_ip: str | None = None,
+    break_glass_reason: str = "",
+) -> Deployment:
+    """Ship exactly the digest that `source` runs to `target` (build once, deploy many)."""
+    _check_can_deploy(user=user, environment=target, break_glass_reason=break_glass_reason)
+    running = last_successful(source)
+    if running is None:
+        raise DeployRefused(f"{source} runs nothing that Shipmate deployed.")
+    return _create(
+        user=user,
+        repository=running.repository,
+        environment=target,
+        ref=running.ref,
+        trigger=Trigger.PROMOTION,
+        source_ip=source_ip,
+        break_glass_reason=break_glass_reason,
+        commit_sha=running.commit_sha,
+        image_digest=running.image_digest,
+        reuse_of=running,
+    )

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import permissions
+from ..models import Environment
+from .audit import audit
+from .deployments import DeployRefused
+
+
+@transaction.atomic
+def environment_lock(
+    *, user: Any, environment: Environment, reason: str, expires_at: datetime | None = None,
+    source_ip: str | None = None,
+) -> Environment:
+    if not permissions.can_lock(user, environment):
+        raise DeployRefused(f"You may not lock {environment}.")
+    if not reason.strip():
+        raise DeployRefused("A lock needs a reason.")
+    environment.locked_by = user
+    environment.locked_reason = reason.strip()
+    environment.locked_at = timezone.now()
+    environment.lock_expires_at = expires_at
+    environment.save(update_fields=["locked_by", "locked_reason", "locked_at", "lock_expires_at"])
+    audit(user, "environment.lock", environment, source_ip=source_ip, reason=environment.locked_reason,
+          expires_at=expires_at.isoformat() if expires_at else "")
+    return environment
+
+
+@transaction.atomic
+def environment_unlock(*, user: Any, environment: Environment, source_ip: str | None = None) -> Environment:
+    if not permissions.can_lock(user, environment):
+        raise DeployRefused(f"You may not unlock {environment}.")
+    environment.locked_by = None
+    environment.locked_reason = ""
+    environment.locked_at = None
+    environment.lock_expires_at = None
+    environment.save(update_fields=["locked_by", "locked_reason", "locked_at", "lock_expires_at"])
+    audit(user, "environment.unlock", environment, source_ip=source_ip)
+    return environment

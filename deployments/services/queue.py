@@ -1,0 +1,38 @@
+"""One active run per environment; the rest wait in FIFO order."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from ..models import Deployment, Status
+from ..models.deployment import WAITING
+
+
+def next_waiting(environment_id: int) -> Deployment | None:
+    return (
+        Deployment.objects.filter(environment_id=environment_id, status__in=WAITING)
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def environment_busy(environment_id: int) -> bool:
+    return Deployment.objects.filter(environment_id=environment_id, status=Status.RUNNING).exists()
+
+
+def dispatch_next(environment_id: int) -> None:
+    """Publish a task for the first waiting deployment once the transaction commits.
+
+    Duplicate messages are harmless: the worker's claim is a conditional update.
+    """
+
+    def send() -> None:
+        if environment_busy(environment_id):
+            return
+        head = next_waiting(environment_id)
+        if head is not None:
+            from ..tasks import run_deployment
+
+            run_deployment.delay(head.pk)
+
+    transaction.on_commit(send)

@@ -1,0 +1,43 @@
+"""HTML fragments shared by the pages and the live-log stream, so both render alike."""
+
+from __future__ import annotations
+
+import re
+
+from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from deployments.models import StageStatus, Status
+
+register = template.Library()
+
+_LABELS: dict[str, str] = {**dict(StageStatus.choices), **dict(Status.choices)}
+_UNSAFE_CLASS_CHARS = re.compile(r"[^a-z0-9_-]")
+
+
+def _css_token(value: str) -> str:
+    # Values end up inside class and id attributes; keep them one harmless token.
+    return _UNSAFE_CLASS_CHARS.sub("-", str(value).lower()) or "unknown"
+
+
+@register.simple_tag(name="badge")
+def badge_html(status: str, label: str | None = None) -> SafeString:
+    text = label if label is not None else _LABELS.get(status, str(status).replace("_", " ").capitalize())
+    return format_html('<span class="badge badge-{}">{}</span>', _css_token(status), text)
+
+
+@register.simple_tag(name="stage")
+def stage_html(stage_name: str, status: str) -> SafeString:
+    return format_html(
+        '<li class="stage stage-{}" id="stage-{}"><span class="stage-name">{}</span> {}</li>',
+        _css_token(status),
+        _css_token(stage_name),
+        stage_name,
+        badge_html(status),
+    )
+
+
+@register.simple_tag(name="log_line")
+def line_html(stage: str, text: str) -> SafeString:
+    return format_html('<div class="line" data-stage="{}">{}</div>', stage, text)

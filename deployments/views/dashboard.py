@@ -1,0 +1,27 @@
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from .. import selectors
+from .common import partial
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    rows = selectors.environment_overview(request.user)
+    return render(request, partial(request, "deployments/dashboard.html", "environments"), {"rows": rows})
+
+
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    filters = {key: request.GET.get(key, "") for key in ("repository", "environment", "status")}
+    deployments = selectors.deployment_history(request.user, **filters)[:200]
+    _, envs = selectors.deployable_choices(request.user)
+    context = {
+        "deployments": deployments,
+        "filters": filters,
+        "repositories": selectors.Repository.objects.values_list("name", flat=True),
+        "environments": [e.name for e in selectors.visible_environments(request.user)],
+        "statuses": selectors.Status.choices,
+    }
+    return render(request, partial(request, "deployments/history.html", "table"), context)

@@ -1,0 +1,35 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from .. import selectors, services
+from ..forms import DeployForm
+from .common import client_ip
+
+
+@login_required
+def deploy(request: HttpRequest) -> HttpResponse:
+    repositories, environments = selectors.deployable_choices(request.user)
+    initial = {"environment": request.GET.get("environment"), "repository": request.GET.get("repository")}
+    form = DeployForm(request.POST or None, environments=environments, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            deployment = services.deployment_request(
+                user=request.user,
+                repository=form.cleaned_data["repository"],
+                environment=form.cleaned_data["environment"],
+                ref=form.cleaned_data["ref"],
+                break_glass_reason=form.cleaned_data["break_glass_reason"],
+                source_ip=client_ip(request),
+            )
+        except services.DeployRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Deployment #{deployment.pk} queued.")
+            return redirect("deployment_detail", pk=deployment.pk)
+    if not environments:
+        form.add_error(None, "You may not deploy to any environment.")
+    status = 400 if form.errors else 200
+    defaults = {r.pk: r.default_branch for r in repositories}
+    return render(request, "deployments/deploy.html", {"form": form, "defaults": defaults}, status=status)

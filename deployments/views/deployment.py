@@ -1,0 +1,75 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import logs, permissions, selectors, services
+from ..forms import DecisionForm
+from .common import client_ip, get_deployment, partial
+
+
+@login_required
+def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    get_deployment(request, pk)
+    deployment = selectors.deployment_detail(pk)
+    tail = logs.history(deployment, tail=settings.LOG_PAGE_TAIL)
+    context = {
+        "d": deployment,
+        "stages": list(deployment.stages.all()),
+        "tail": tail,
+        "last_id": tail[-1].event_id if tail else "0-0",
+        "has_earlier": bool(tail) and deployment.log_lines.count() > len(tail),
+        "position": selectors.queue_position(deployment),
+        "can_cancel": permissions.can_cancel(request.user, deployment),
+        "can_approve": permissions.can_approve(request.user, deployment),
+        "approval": selectors.approval_context(deployment),
+        "decision_form": DecisionForm(),
+    }
+    return render(request, partial(request, "deployments/deployment.html", "summary"), context)
+
+
+@login_required
+def deployment_log_earlier(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = get_deployment(request, pk)
+    before = request.GET.get("before", "")
+    lines = logs.history(deployment, before=before, tail=settings.LOG_PAGE_TAIL)
+    return render(
+        request, "deployments/deployment.html#earlier",
+        {"d": deployment, "earlier": lines, "has_earlier": len(lines) == settings.LOG_PAGE_TAIL},
+    )
+
+
+@login_required
+@require_POST
+def deployment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = get_deployment(request, pk)
+    try:
+        services.deployment_cancel(user=request.user, deployment=deployment, source_ip=client_ip(request))
+    except services.DeployRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("deployment_detail", pk=pk)
+    messages.info(request, "Cancel requested.")
+    return redirect("deployment_detail", pk=pk)
+
+
+@login_required
+@require_POST
+def deployment_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    deployment = get_deployment(request, pk)
+    form = DecisionForm(request.POST)
+    form.is_valid()
+    action = services.deployment_approve if decision == "approve" else services.deployment_reject
+    try:
+        action(
+            user=request.user, deployment=deployment, comment=form.cleaned_data.get("comment", ""),
+            source_ip=client_ip(request),
+        )
+    except services.DeployRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Deployment #{pk} {'approved' if decision == 'approve' else 'rejected'}.")
+    if request.POST.get("next") == "approvals":
+        return redirect("approvals")
+    return redirect("deployment_detail", pk=pk)

@@ -1,0 +1,88 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import permissions, selectors, services
+from ..forms import BreakGlassForm, LockForm
+from ..models import Environment
+from .common import client_ip, get_environment, partial
+
+
+@login_required
+def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
+    env = get_environment(request, name)
+    row = next(r for r in selectors.environment_overview(request.user) if r.environment.pk == env.pk)
+    context = {
+        "row": row,
+        "env": env,
+        "history": selectors.deployment_history(request.user, environment=env.name)[:20],
+        "can_lock": permissions.can_lock(request.user, env),
+        "can_deploy": permissions.can_deploy(request.user, env),
+        "lock_form": LockForm(),
+        "freeze": env.active_freeze(),
+        "others": Environment.objects.exclude(pk=env.pk).filter(order__lt=env.order),
+    }
+    return render(request, partial(request, "deployments/environment.html", "queue"), context)
+
+
+def _act(request: HttpRequest, name: str, action, success: str, **kwargs) -> HttpResponse:  # type: ignore[no-untyped-def]
+    env = get_environment(request, name)
+    try:
+        result = action(user=request.user, environment=env, source_ip=client_ip(request), **kwargs)
+    except services.DeployRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("environment_detail", name=name)
+    messages.success(request, success)
+    if hasattr(result, "stages"):
+        return redirect("deployment_detail", pk=result.pk)
+    return redirect("environment_detail", name=name)
+
+
+@login_required
+@require_POST
+def environment_lock(request: HttpRequest, name: str) -> HttpResponse:
+    form = LockForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A lock needs a reason.")
+        return redirect("environment_detail", name=name)
+    return _act(request, name, services.environment_lock, "Locked.", **form.cleaned_data)
+
+
+@login_required
+@require_POST
+def environment_unlock(request: HttpRequest, name: str) -> HttpResponse:
+    return _act(request, name, services.environment_unlock, "Unlocked.")
+
+
+@login_required
+@require_POST
+def environment_rollback(request: HttpRequest, name: str) -> HttpResponse:
+    form = BreakGlassForm(request.POST)
+    form.is_valid()
+    return _act(request, name, services.deployment_rollback, "Rollback queued.", **form.cleaned_data)
+
+
+@login_required
+@require_POST
+def environment_promote(request: HttpRequest, name: str) -> HttpResponse:
+    source = get_environment(request, request.POST.get("source", ""))
+    form = BreakGlassForm(request.POST)
+    form.is_valid()
+    env = get_environment(request, name)
+    try:
+        deployment = services.deployment_promote(
+            user=request.user, source=source, target=env, source_ip=client_ip(request), **form.cleaned_data
+        )
+    except services.DeployRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("environment_detail", name=name)
+    return redirect("deployment_detail", pk=deployment.pk)
+
+
+@login_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    inbox = selectors.approval_inbox(request.user)
+    items = [{"d": d, "ctx": selectors.approval_context(d)} for d in inbox]
+    return render(request, "deployments/approvals.html", {"items": items})

@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from deployments import streams
+from deployments.views import dashboard, deploy, deployment, environments
+
+urlpatterns = [
+    path("", dashboard.dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("deploy/", deploy.deploy, name="deploy"),
+    path("deployments/", dashboard.history, name="history"),
+    path("deployments/<int:pk>/", deployment.deployment_detail, name="deployment_detail"),
+    path("deployments/<int:pk>/events", streams.deployment_events, name="deployment_events"),
+    path("deployments/<int:pk>/log.txt", streams.deployment_log_download, name="deployment_log"),
+    path("deployments/<int:pk>/log/earlier", deployment.deployment_log_earlier, name="deployment_log_earlier"),
+    path("deployments/<int:pk>/cancel", deployment.deployment_cancel, name="deployment_cancel"),
+    path("deployments/<int:pk>/approve", deployment.deployment_decide, {"decision": "approve"}, name="deployment_approve"),
+    path("deployments/<int:pk>/reject", deployment.deployment_decide, {"decision": "reject"}, name="deployment_reject"),
+    path("approvals/", environments.approvals, name="approvals"),
+    path("environments/<slug:name>/", environments.environment_detail, name="environment_detail"),
+    path("environments/<slug:name>/lock", environments.environment_lock, name="environment_lock"),
+    path("environments/<slug:name>/unlock", environments.environment_unlock, name="environment_unlock"),
+    path("environments/<slug:name>/rollback", environments.environment_rollback, name="environment_rollback"),
+    path("environments/<slug:name>/promote", environments.environment_promote, name="environment_promote"),
+    path("admin/", admin.site.urls),
+]

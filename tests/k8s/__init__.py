@@ -1,0 +1,1 @@
+"""Test helpers for Kubernetes targets: a kmock-based cluster emulator (see harness.py)."""

@@ -1,0 +1,378 @@
+"""The live-log SSE view, served by a real uvicorn in a thread of this process so the
+test database and settings are shared and responses really stream."""
+
+import random
+import socket
+import statistics
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from django.contrib.auth.models import User
+from django.test import Client
+
+from deployments import streams
+from deployments.logs import LogWriter, get_redis
+from deployments.models import Deployment, Environment, LogLine, Repository, Stage
+from deployments.templatetags.shipmate import badge_html, line_html, stage_html
+
+pytestmark = [pytest.mark.urls("tests.views.stream_urls"), pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from pipeline_ui.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(application, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def viewer():
+    return User.objects.create_user("viewer", password="x")
+
+
+@pytest.fixture
+def deployment(viewer):
+    repo = Repository.objects.create(name="sse-app", git_url="https://git.invalid/app.git", image_name="sse/app")
+    env = Environment.objects.create(name="sse-env")
+    # A random pk keeps this test's stream apart from other runs sharing the Redis server.
+    dep = Deployment.objects.create(
+        pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main", requested_by=viewer,
+        status="running",
+    )
+    get_redis().delete(dep.stream_key)
+    yield dep
+    get_redis().delete(dep.stream_key)
+
+
+@pytest.fixture
+def http(server, viewer):
+    django_client = Client()
+    django_client.force_login(viewer)
+    cookies = {"sessionid": django_client.cookies["sessionid"].value}
+    with httpx.Client(base_url=server, cookies=cookies, timeout=10) as client:
+        yield client
+
+
+class Events:
+    """Reads server-sent events off a streaming httpx response, comments included."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.iter_lines()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, str]:
+        event: dict[str, str] = {}
+        data: list[str] = []
+        for line in self._lines:
+            if line == "":
+                if event or data:
+                    if data:
+                        event["data"] = "\n".join(data)
+                    return event
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "":
+                event["comment"] = value
+            elif name == "data":
+                data.append(value)
+            else:
+                event[name] = value
+        raise StopIteration
+
+    def take(self, n: int, kind: str = "line") -> list[dict[str, str]]:
+        found = []
+        for event in self:
+            if event.get("event") == kind:
+                found.append(event)
+                if len(found) == n:
+                    break
+        return found
+
+    def rest(self) -> list[dict[str, str]]:
+        """Every event up to and including `end`, without comments and the retry hint."""
+        found = []
+        for event in self:
+            if "event" in event:
+                found.append(event)
+                if event["event"] == "end":
+                    break
+        return found
+
+
+def events_url(deployment, **params):
+    return httpx.URL(f"/deployments/{deployment.pk}/events", params=params)
+
+
+def line_texts(events):
+    return [e["data"] for e in events if e["event"] == "line"]
+
+
+def db_ids(deployment):
+    return [line.event_id for line in LogLine.objects.filter(deployment=deployment).order_by("entry_ms", "entry_seq")]
+
+
+def test_response_is_an_uncached_event_stream_starting_with_a_retry_hint(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        writer.event("end", status="succeeded")
+
+    with http.stream("GET", events_url(deployment)) as response:
+        first = next(Events(response))
+
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        assert first == {"retry": "2000"}
+
+
+def test_reconnecting_with_last_event_id_resumes_without_gap_or_duplicate(http, deployment):
+    writer = LogWriter(deployment.pk)
+    for i in range(10):
+        writer.line(f"line {i}")
+
+    with http.stream("GET", events_url(deployment, format="text")) as response:
+        seen = Events(response).take(5)
+    assert line_texts(seen) == [f"line {i}" for i in range(5)]
+
+    for i in range(10, 20):
+        writer.line(f"line {i}")
+    writer.event("end", status="succeeded")
+    writer.close()
+
+    with http.stream("GET", events_url(deployment, format="text"), headers={"Last-Event-ID": seen[-1]["id"]}) as r:
+        rest = Events(r).rest()
+
+    assert line_texts(rest) == [f"line {i}" for i in range(5, 20)]
+    assert [e["id"] for e in seen + rest[:-1]] == db_ids(deployment)
+    assert rest[-1] == {"event": "end", "data": "succeeded"}
+
+
+def test_lines_trimmed_from_redis_come_from_the_database_with_the_same_ids(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        for i in range(30):
+            writer.line(f"line {i}")
+        writer.event("end", status="failed")
+    get_redis().xtrim(deployment.stream_key, maxlen=11, approximate=False)  # lines 20..29 and the end
+    ids = db_ids(deployment)
+
+    with http.stream("GET", events_url(deployment, format="text")) as response:
+        events = Events(response).rest()
+    with http.stream("GET", events_url(deployment, format="text", after=ids[4])) as response:
+        resumed = Events(response).rest()
+
+    assert line_texts(events) == [f"line {i}" for i in range(30)]
+    assert [e["id"] for e in events if e["event"] == "line"] == ids
+    assert line_texts(resumed) == [f"line {i}" for i in range(5, 30)]
+    assert [e["id"] for e in resumed if e["event"] == "line"] == ids[5:]
+    assert events[-1]["event"] == resumed[-1]["event"] == "end"
+
+
+def test_a_resume_point_inside_the_redis_part_reads_only_redis(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        for i in range(30):
+            writer.line(f"line {i}")
+        writer.event("end", status="failed")
+    get_redis().xtrim(deployment.stream_key, maxlen=11, approximate=False)
+    LogLine.objects.filter(deployment=deployment).delete()  # proves nothing comes from the database
+    redis_ids = [entry_id for entry_id, _ in get_redis().xrange(deployment.stream_key)]
+
+    with http.stream("GET", events_url(deployment, format="text"), headers={"Last-Event-ID": redis_ids[2]}) as r:
+        events = Events(r).rest()
+
+    assert line_texts(events) == [f"line {i}" for i in range(23, 30)]
+
+
+def test_a_finished_deployment_without_a_stream_is_served_from_the_database_then_ends(http, deployment):
+    Stage.objects.create(deployment=deployment, name="build", position=1, status="succeeded")
+    with LogWriter(deployment.pk) as writer:
+        for i in range(700):  # more than one database page
+            writer.line(f"line {i}", stage="build")
+    get_redis().delete(deployment.stream_key)
+    Deployment.objects.filter(pk=deployment.pk).update(status="succeeded")
+
+    started = time.monotonic()
+    with http.stream("GET", events_url(deployment)) as response:
+        events = Events(response).rest()
+
+    assert [e["data"] for e in events if e["event"] == "line"] == [line_html("build", f"line {i}") for i in range(700)]
+    assert {"event": "stage-build", "data": stage_html("build", "succeeded")} in events
+    assert {"event": "status", "data": badge_html("succeeded")} in events
+    assert events[-1] == {"event": "end", "data": "succeeded"}
+    assert time.monotonic() - started < streams.KEEPALIVE_MS / 1000  # ended without waiting for a keepalive
+
+
+def test_anonymous_user_gets_403_and_no_log(server, deployment):
+    with LogWriter(deployment.pk) as writer:
+        writer.line("private line")
+
+    response = httpx.get(f"{server}/deployments/{deployment.pk}/events", timeout=10)
+
+    assert response.status_code == 403
+    assert "private line" not in response.text
+
+
+def test_user_without_access_to_the_environment_gets_403(server, deployment):
+    django_client = Client()
+    django_client.force_login(User.objects.create_user("stranger", password="x"))
+    with LogWriter(deployment.pk) as writer:
+        writer.line("private line")
+
+    response = httpx.get(
+        f"{server}/deployments/{deployment.pk}/events",
+        cookies={"sessionid": django_client.cookies["sessionid"].value},
+        timeout=10,
+    )
+
+    assert response.status_code == 403
+    assert "private line" not in response.text
+
+
+def test_unknown_deployment_is_404(http):
+    assert http.get("/deployments/1/events").status_code == 404
+
+
+def test_text_format_sends_plain_lines_and_the_default_sends_escaped_html(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        writer.line("<b>bold</b> & co", stage="test")
+        writer.event("end", status="succeeded")
+
+    with http.stream("GET", events_url(deployment, format="text")) as response:
+        plain = line_texts(Events(response).rest())
+    with http.stream("GET", events_url(deployment)) as response:
+        html = line_texts(Events(response).rest())
+
+    assert plain == ["<b>bold</b> & co"]
+    assert html == ['<div class="line" data-stage="test">&lt;b&gt;bold&lt;/b&gt; &amp; co</div>']
+
+
+def test_stage_and_status_events_use_their_own_event_names(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        writer.event("status", status="running")
+        writer.event("stage", name="build", status="running")
+        writer.line("building", stage="build")
+        writer.event("stage", name="build", status="failed")
+        writer.event("end", status="failed")
+
+    with http.stream("GET", events_url(deployment)) as response:
+        events = Events(response).rest()
+
+    assert [(e["event"], e["data"]) for e in events] == [
+        ("status", '<span class="badge badge-running">Running</span>'),
+        ("stage-build", stage_html("build", "running")),
+        ("line", line_html("build", "building")),
+        ("stage-build", stage_html("build", "failed")),
+        ("end", "failed"),
+    ]
+    assert all("id" in e for e in events[:-1])
+
+
+def test_live_lines_arrive_while_connected_and_idle_streams_get_keepalives(http, deployment, monkeypatch):
+    monkeypatch.setattr(streams, "KEEPALIVE_MS", 200)
+    writer = LogWriter(deployment.pk)
+    writer.line("first")
+
+    with http.stream("GET", events_url(deployment, format="text")) as response:
+        events = Events(response)
+        assert line_texts(events.take(1)) == ["first"]
+        assert next(events) == {"comment": "keepalive"}
+
+        writer.line("second")
+        assert line_texts(events.take(1)) == ["second"]
+
+        # A worker that died without an "end" entry: the finished status ends the stream.
+        writer.close()
+        Deployment.objects.filter(pk=deployment.pk).update(status="failed")
+        assert events.rest()[-1] == {"event": "end", "data": "failed"}
+
+
+def test_lines_only_in_the_database_are_sent_before_the_end_of_a_finished_deployment(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        writer.line("via redis")
+    # What a writer does while Redis is down: the line gets a later id, in the database only.
+    last_ms = int(db_ids(deployment)[0].split("-")[0])
+    LogLine.objects.create(deployment=deployment, entry_ms=last_ms + 5, entry_seq=0, text="database only")
+    Deployment.objects.filter(pk=deployment.pk).update(status="failed")
+
+    with http.stream("GET", events_url(deployment, format="text")) as response:
+        events = Events(response).rest()
+
+    assert line_texts(events) == ["via redis", "database only"]
+
+
+def test_multiline_data_is_split_into_several_data_fields():
+    assert streams.sse("line", "a\nb\r\nc\rd", "1-0") == "id: 1-0\nevent: line\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+
+
+def test_log_download_is_the_whole_log_as_a_text_attachment(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        for i in range(2500):  # more than one page
+            writer.line(f"line {i}")
+
+    response = http.get(f"/deployments/{deployment.pk}/log.txt")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["content-disposition"] == f'attachment; filename="deployment-{deployment.pk}.log"'
+    assert response.text == "".join(f"line {i}\n" for i in range(2500))
+
+
+def test_log_download_needs_a_login(server, deployment):
+    assert httpx.get(f"{server}/deployments/{deployment.pk}/log.txt", timeout=10).status_code == 403
+
+
+def test_badges_escape_labels_and_keep_status_classes_harmless():
+    assert badge_html("awaiting_approval") == '<span class="badge badge-awaiting_approval">Awaiting approval</span>'
+    assert badge_html('x" onclick="y', "<i>") == '<span class="badge badge-x--onclick--y">&lt;i&gt;</span>'
+
+
+def test_line_latency_from_writer_to_client(http, deployment, capsys):
+    """Not a benchmark gate: prints p50/p99 and fails only on a gross regression."""
+    received: dict[int, int] = {}
+    ready = threading.Event()
+
+    def read() -> None:
+        with http.stream("GET", events_url(deployment, format="text")) as response:
+            events = Events(response)
+            ready.set()
+            for event in events:
+                if event.get("event") == "line":
+                    received[int(event["data"].split()[0])] = time.perf_counter_ns()
+                elif event.get("event") == "end":
+                    return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    ready.wait(10)
+    sent: dict[int, int] = {}
+    with LogWriter(deployment.pk) as writer:
+        for i in range(1000):
+            sent[i] = time.perf_counter_ns()
+            writer.line(f"{i} x")
+            time.sleep(0.001)
+        writer.event("end", status="succeeded")
+    reader.join(30)
+
+    assert len(received) == 1000
+    latencies = sorted((received[i] - sent[i]) / 1e6 for i in range(1000))
+    p50, p99 = statistics.median(latencies), latencies[989]
+    with capsys.disabled():
+        print(f"\nSSE line latency over 1000 lines: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {latencies[-1]:.2f} ms")
+    assert p99 < 500
