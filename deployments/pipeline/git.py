@@ -273,8 +273,23 @@ def _resolve_commit_by_fetch(
         return sha if found.returncode == 0 and _SHA_RE.match(sha) else None
 
 
-def _has_commit(repo: Path, sha: str) -> bool:
-    return _git(["cat-file", "-e", "--end-of-options", sha + "^{commit}"], cwd=repo, check=False).returncode == 0
+def _has_commit(
+    repo: Path,
+    sha: str,
+    *,
+    allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
+    should_stop: StopFn = never_stop,
+) -> bool:
+    # In a partial clone a missing object is fetched from origin on demand: a network call.
+    result = _git(
+        ["cat-file", "-e", "--end-of-options", sha + "^{commit}"],
+        cwd=repo,
+        allowed_protocols=allowed_protocols,
+        timeout=NETWORK_TIMEOUT,
+        should_stop=should_stop,
+        check=False,
+    )
+    return result.returncode == 0
 
 
 def checkout(
@@ -294,13 +309,19 @@ def checkout(
         raise GitError(f"Checkout folder {dest} is not empty.")
     dest.mkdir(parents=True, exist_ok=True)
     shown = redact_url(url)
-    kw = {"cwd": dest, "allowed_protocols": allowed_protocols, "should_stop": should_stop}
     _git(["init", "-q", "--", str(dest)], allowed_protocols=allowed_protocols)
     log(f"Fetching {sha[:12]} from {shown}")
     fetch_commit(dest, url, sha, allowed_protocols=allowed_protocols, should_stop=should_stop)
     if should_stop():
         raise Cancelled()
-    _git(["checkout", "-q", "--detach", sha, "--"], timeout=NETWORK_TIMEOUT, **kw)  # type: ignore[arg-type]
+    # Blobs arrive now, lazily from the promisor remote, hence the network timeout.
+    _git(
+        ["checkout", "-q", "--detach", sha, "--"],
+        cwd=dest,
+        allowed_protocols=allowed_protocols,
+        timeout=NETWORK_TIMEOUT,
+        should_stop=should_stop,
+    )
     head = _git(["rev-parse", "HEAD"], cwd=dest).stdout.strip()
     if head != sha:
         raise GitError(f"Checked out {head} but expected {sha}.")
@@ -321,15 +342,14 @@ def fetch_commit(
     validate_url(url, allowed_protocols)
     if not _SHA_RE.match(sha):
         raise GitError(f"'{sha}' is not a full commit SHA.")
-    if _has_commit(path, sha):
+    if _has_commit(path, sha, allowed_protocols=allowed_protocols, should_stop=should_stop):
         return
-    kw = {"cwd": path, "allowed_protocols": allowed_protocols, "should_stop": should_stop}
     # A named remote, because lazy blob fetches in a partial clone go to the promisor remote.
     current = _git(["remote", "get-url", "origin"], cwd=path, check=False)
     if current.returncode != 0:
-        _git(["remote", "add", "origin", "--", url], **kw)  # type: ignore[arg-type]
+        _git(["remote", "add", "origin", "--", url], cwd=path)
     elif current.stdout.strip() != url:
-        _git(["remote", "set-url", "origin", "--", url], **kw)  # type: ignore[arg-type]
+        _git(["remote", "set-url", "origin", "--", url], cwd=path)
     base = ["fetch", "-q", "--no-tags", "--filter=blob:none", "origin"]
     attempts = [
         [*base, sha],
@@ -340,8 +360,15 @@ def fetch_commit(
     ]
     errors = []
     for args in attempts:
-        result = _git(args, timeout=NETWORK_TIMEOUT, check=False, **kw)  # type: ignore[arg-type]
-        if result.returncode == 0 and _has_commit(path, sha):
+        result = _git(
+            args,
+            cwd=path,
+            allowed_protocols=allowed_protocols,
+            timeout=NETWORK_TIMEOUT,
+            should_stop=should_stop,
+            check=False,
+        )
+        if result.returncode == 0 and _has_commit(path, sha, allowed_protocols=allowed_protocols):
             return
         if result.returncode != 0:
             errors.append(_summary(result.stderr))

@@ -14,7 +14,13 @@ from .docker_client import follow_stream
 # Per-layer progress ticks; the rest ("Pushed", "Layer already exists", the summary) is worth a line.
 _NOISY_STATUSES = {"Preparing", "Waiting", "Pushing"}
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host")
+_UNREACHABLE = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "network is unreachable",
+    "no route to host",
+)
 
 
 def push_image(

@@ -64,9 +64,7 @@ def remove_images(docker_engine: docker.DockerClient) -> Iterator[list[str]]:
 
 
 @pytest.fixture(scope="session")
-def demo_image(
-    docker_engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def demo_image(docker_engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo app built once for the test-stage tests."""
     repo = create_demo_repo(tmp_path_factory.mktemp("demo-image") / "demo")
     tag = f"shipmate-test/demo-{uuid.uuid4().hex[:10]}:latest"
@@ -82,4 +80,3 @@ def demo_image(
     )
     yield tag
     docker_engine.images.remove(tag, force=True)
-

@@ -68,8 +68,14 @@ def test_build_streams_builder_lines_and_labels_the_image(
     assert not any("token123" in line for line in lines)
 
 
-def test_failing_build_raises_with_the_builders_message(docker_engine, demo_repo: Path, remove_images, lines) -> None:
-    add_commit(demo_repo, "Break the build", {"Dockerfile": 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "false"]\n'})
+def test_failing_build_raises_with_the_builders_message(
+    docker_engine, demo_repo: Path, remove_images, lines
+) -> None:
+    add_commit(
+        demo_repo,
+        "Break the build",
+        {"Dockerfile": 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "false"]\n'},
+    )
     tag = f"shipmate-test/broken-{uuid.uuid4().hex[:10]}:1"
     remove_images.append(tag)
 
@@ -93,11 +99,13 @@ def test_dockerfile_from_a_separate_repository_is_copied_into_the_context(
     assert any("COPY www/healthz /separate-dockerfile-was-used" in line for line in lines)
 
 
-def test_build_is_cancelled_while_a_step_is_silent(docker_engine, demo_repo: Path, remove_images, lines) -> None:
+def test_build_is_cancelled_while_a_step_is_silent(
+    docker_engine, demo_repo: Path, remove_images, lines
+) -> None:
     add_commit(
         demo_repo,
         "Slow build",
-        {"Dockerfile": 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sleep", "30"]\n'},
+        {"Dockerfile": 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sleep", "37"]\n'},
     )
     tag = f"shipmate-test/slow-{uuid.uuid4().hex[:10]}:1"
     remove_images.append(tag)
@@ -117,11 +125,13 @@ def test_build_is_cancelled_while_a_step_is_silent(docker_engine, demo_repo: Pat
 
 
 def sleeping_build_containers(client: docker.DockerClient) -> list[str]:
-    return [c["Id"] for c in client.api.containers(all=True) if "sleep 30" in c["Command"]]
+    return [c["Id"] for c in client.api.containers(all=True) if "sleep 37" in c["Command"]]
 
 
 def test_passing_tests_stream_their_output(docker_engine, demo_image: str, lines) -> None:
-    run_tests(docker_engine, image=demo_image, command="sh /app/test.sh", timeout=20, log=lines, should_stop=never)
+    run_tests(
+        docker_engine, image=demo_image, command="sh /app/test.sh", timeout=20, log=lines, should_stop=never
+    )
 
     assert "all demo tests passed" in lines
     assert lines[-1] == "Tests passed"
@@ -160,7 +170,9 @@ def test_tests_that_run_too_long_are_killed(docker_engine, demo_image: str, line
     started = time.monotonic()
 
     with pytest.raises(StageError, match="tests timed out after 1 s"):
-        run_tests(docker_engine, image=demo_image, command="sleep 60", timeout=1, log=lines, should_stop=never)
+        run_tests(
+            docker_engine, image=demo_image, command="sleep 60", timeout=1, log=lines, should_stop=never
+        )
     assert time.monotonic() - started < 6
 
 
@@ -198,7 +210,9 @@ def test_push_returns_the_digest_the_registry_serves(
     docker_engine.images.get(demo_image).tag(unique_repository, "v1")
     remove_images.append(f"{unique_repository}:v1")
 
-    reference = push_image(docker_engine, repository=unique_repository, tag="v1", log=lines, should_stop=never)
+    reference = push_image(
+        docker_engine, repository=unique_repository, tag="v1", log=lines, should_stop=never
+    )
 
     name = unique_repository.split("/", 1)[1]
     request = urllib.request.Request(
@@ -211,7 +225,9 @@ def test_push_returns_the_digest_the_registry_serves(
     assert not any(line.startswith(("Preparing", "Waiting")) or ": Preparing" in line for line in lines)
 
 
-def test_push_to_a_registry_that_is_down_fails_clearly(docker_engine, demo_image: str, remove_images, lines) -> None:
+def test_push_to_a_registry_that_is_down_fails_clearly(
+    docker_engine, demo_image: str, remove_images, lines
+) -> None:
     repository = f"127.0.0.1:5999/shipmate-test/down-{uuid.uuid4().hex[:10]}"
     docker_engine.images.get(demo_image).tag(repository, "v1")
     remove_images.append(f"{repository}:v1")

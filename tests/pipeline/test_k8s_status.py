@@ -45,12 +45,23 @@ def deployment(
     [
         ({}, True, "deployment prod/web successfully rolled out"),
         ({"observed": 1}, False, "Waiting for deployment spec update to be observed (generation 2)..."),
-        ({"updated": 1}, False, "Waiting for rollout to finish: 1 out of 3 new replicas have been updated..."),
-        ({"status_replicas": 4}, False, "Waiting for rollout to finish: 1 old replicas are pending termination..."),
+        (
+            {"updated": 1},
+            False,
+            "Waiting for rollout to finish: 1 out of 3 new replicas have been updated...",
+        ),
+        (
+            {"status_replicas": 4},
+            False,
+            "Waiting for rollout to finish: 1 old replicas are pending termination...",
+        ),
         ({"available": 2}, False, "Waiting for rollout to finish: 2 of 3 updated replicas are available..."),
         # Without spec.replicas kubectl skips the "updated" rule; the others still apply.
-        ({"replicas": None, "updated": 1, "status_replicas": 1, "available": 1}, True, "deployment prod/web "
-         "successfully rolled out"),
+        (
+            {"replicas": None, "updated": 1, "status_replicas": 1, "available": 1},
+            True,
+            "deployment prod/web successfully rolled out",
+        ),
         ({"observed": 3}, True, "deployment prod/web successfully rolled out"),
     ],
 )
@@ -95,7 +106,13 @@ def pod(image: str = NEW, *, reason: str = "", restarts: int = 0, init: bool = F
 
 @pytest.mark.parametrize(
     "reason",
-    ["CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "InvalidImageName"],
+    [
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "CreateContainerConfigError",
+        "InvalidImageName",
+    ],
 )
 def test_fatal_waiting_reason_of_a_new_pod_is_a_failure(reason: str) -> None:
     failure = find_pod_failure([pod(reason=reason, restarts=2)], container="app", image=NEW, max_restarts=3)
@@ -118,5 +135,7 @@ def test_restart_count_reaching_max_restarts_is_a_failure() -> None:
 
 
 def test_failing_init_container_is_a_failure() -> None:
-    failure = find_pod_failure([pod(reason="CrashLoopBackOff", init=True)], container="app", image=NEW, max_restarts=3)
+    failure = find_pod_failure(
+        [pod(reason="CrashLoopBackOff", init=True)], container="app", image=NEW, max_restarts=3
+    )
     assert failure is not None and failure.reason == "CrashLoopBackOff"

@@ -57,7 +57,9 @@ def release(image: str, variables: dict[str, str] | None = None, secrets: set[st
 def make_target(cluster: FakeCluster, ns: str) -> Callable[..., KubernetesTarget]:
     def make(**settings: Any) -> KubernetesTarget:
         base = {"namespace": ns, "deployment": "web", "container": "app", "poll_interval": 0.1, "timeout": 30}
-        return KubernetesTarget.from_settings(name="k8s", settings=base | settings, kubeconfig=cluster.kubeconfig)
+        return KubernetesTarget.from_settings(
+            name="k8s", settings=base | settings, kubeconfig=cluster.kubeconfig
+        )
 
     return make
 
@@ -122,7 +124,9 @@ def test_crash_looping_pod_fails_the_rollout_within_seconds(cluster, ns, old_ima
     target = make_target(timeout=60)
     target.apply(release(new), log=log)
     started = time.monotonic()
-    with pytest.raises(RolloutFailed, match=rf"pod web-g2-0 container app: CrashLoopBackOff \(restarts \d+\)"):
+    with pytest.raises(
+        RolloutFailed, match=rf"pod web-g2-0 container app: CrashLoopBackOff \(restarts \d+\)"
+    ):
         target.wait(log=log, should_stop=never_stop)
 
     assert time.monotonic() - started < 5
@@ -138,7 +142,7 @@ def test_image_pull_backoff_fails_the_rollout(cluster, ns, old_image, make_targe
     with pytest.raises(RolloutFailed, match=r"container app: ImagePullBackOff \(restarts 0\)"):
         target.wait(log=log, should_stop=never_stop)
     # The API refuses logs of a container that never started; that must not hide the real error.
-    assert log[-1].startswith("(container log unavailable: HTTP 400: container \"app\"")
+    assert log[-1].startswith('(container log unavailable: HTTP 400: container "app"')
 
 
 def test_container_restarting_max_restarts_times_fails_the_rollout(cluster, ns, old_image, make_target, log):
@@ -217,7 +221,9 @@ def test_only_the_named_container_changes(cluster, ns, make_target, log) -> None
     assert container(deployment)["image"] == new
 
 
-def test_variables_go_to_a_configmap_and_secret_that_the_container_loads(cluster, ns, old_image, make_target, log):
+def test_variables_go_to_a_configmap_and_secret_that_the_container_loads(
+    cluster, ns, old_image, make_target, log
+):
     target = make_target()
     variables = {"LOG_LEVEL": "info", "DB_PASSWORD": "hunter2"}
     target.apply(release(digest(), variables, {"DB_PASSWORD"}), log=log)
@@ -233,10 +239,14 @@ def test_variables_go_to_a_configmap_and_secret_that_the_container_loads(cluster
         {"configMapRef": {"name": "shipmate-web-config"}},
         {"secretRef": {"name": "shipmate-web-secrets"}},
     ]
-    assert deployment["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION] == config_hash(variables)
+    assert deployment["spec"]["template"]["metadata"]["annotations"][HASH_ANNOTATION] == config_hash(
+        variables
+    )
 
 
-def test_config_change_alone_rolls_the_pods_and_drops_removed_variables(cluster, ns, old_image, make_target, log):
+def test_config_change_alone_rolls_the_pods_and_drops_removed_variables(
+    cluster, ns, old_image, make_target, log
+):
     image = digest()
     first = make_target()
     first.apply(release(image, {"A": "1", "B": "2"}), log=log)
@@ -252,9 +262,13 @@ def test_config_change_alone_rolls_the_pods_and_drops_removed_variables(cluster,
     assert len(container(cluster.deployment(ns, "web"))["envFrom"]) == 2
 
 
-def test_configmap_not_managed_by_shipmate_is_not_overwritten(cluster, ns, old_image, make_target, log) -> None:
+def test_configmap_not_managed_by_shipmate_is_not_overwritten(
+    cluster, ns, old_image, make_target, log
+) -> None:
     foreign = {"metadata": {"name": "shipmate-web-config", "namespace": ns}, "data": {"KEEP": "me"}}
-    cluster.call(lambda: cluster.emulator.objects.__setitem__((CONFIGMAPS, ns, "shipmate-web-config"), foreign))
+    cluster.call(
+        lambda: cluster.emulator.objects.__setitem__((CONFIGMAPS, ns, "shipmate-web-config"), foreign)
+    )
     with pytest.raises(TargetError, match="not labelled app.kubernetes.io/managed-by=shipmate"):
         make_target().apply(release(digest(), {"A": "1"}), log=log)
     assert cluster.get(CONFIGMAPS, ns, "shipmate-web-config")["data"] == {"KEEP": "me"}
@@ -267,7 +281,9 @@ def test_change_cause_names_deployment_commit_and_user(cluster, ns, old_image, m
     assert annotations["kubernetes.io/change-cause"] == "shipmate deployment #42 commit 0123abc by alice"
 
 
-def test_undo_restores_the_previous_digest_after_a_crash_loop(cluster, ns, old_image, make_target, log) -> None:
+def test_undo_restores_the_previous_digest_after_a_crash_loop(
+    cluster, ns, old_image, make_target, log
+) -> None:
     bad = digest()
     cluster.set_scenario(bad, "crashloop")
     target = make_target()
@@ -333,7 +349,9 @@ def test_check_reports_an_unreachable_api(cluster, ns) -> None:
     target = KubernetesTarget.from_settings(
         name="k8s", settings={"namespace": ns, "deployment": "web", "container": "app"}, kubeconfig=kubeconfig
     )
-    with pytest.raises(TargetError, match=r"cannot connect to the Kubernetes API at http://127.0.0.1:9: .*refused"):
+    with pytest.raises(
+        TargetError, match=r"cannot connect to the Kubernetes API at http://127.0.0.1:9: .*refused"
+    ):
         target.check()
 
 
@@ -341,8 +359,14 @@ def test_check_reports_an_unreachable_api(cluster, ns) -> None:
     ("settings", "message"),
     [
         ({"deployment": "web", "container": "app"}, "'namespace' is required"),
-        ({"namespace": "n", "deployment": "web", "container": "app", "timeout": "soon"}, "'timeout' must be a number"),
-        ({"namespace": "n", "deployment": "web", "container": "app", "max_restarts": 0}, "must be a positive"),
+        (
+            {"namespace": "n", "deployment": "web", "container": "app", "timeout": "soon"},
+            "'timeout' must be a number",
+        ),
+        (
+            {"namespace": "n", "deployment": "web", "container": "app", "max_restarts": 0},
+            "must be a positive",
+        ),
     ],
 )
 def test_bad_settings_are_target_errors(cluster, settings, message) -> None:
@@ -352,11 +376,15 @@ def test_bad_settings_are_target_errors(cluster, settings, message) -> None:
 
 def test_missing_connection_settings_are_a_target_error() -> None:
     with pytest.raises(TargetError, match="needs a kubeconfig"):
-        KubernetesTarget.from_settings(name="k8s", settings={"namespace": "n", "deployment": "d", "container": "c"})
+        KubernetesTarget.from_settings(
+            name="k8s", settings={"namespace": "n", "deployment": "d", "container": "c"}
+        )
 
 
 def test_broken_kubeconfig_is_a_target_error() -> None:
     with pytest.raises(TargetError, match="invalid Kubernetes connection settings"):
         KubernetesTarget.from_settings(
-            name="k8s", settings={"namespace": "n", "deployment": "d", "container": "c"}, kubeconfig="clusters: ["
+            name="k8s",
+            settings={"namespace": "n", "deployment": "d", "container": "c"},
+            kubeconfig="clusters: [",
         )

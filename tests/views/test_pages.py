@@ -1,0 +1,121 @@
+"""Pages, htmx fragments, permissions and CSRF through the real views."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from deployments import services
+from deployments.models import AuditEvent, Deployment, Status
+
+pytestmark = pytest.mark.django_db
+
+
+def login(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_anonymous_user_is_sent_to_login(client):
+    response = client.get(reverse("dashboard"))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+def test_dashboard_shows_what_each_environment_runs(dev, repository, dev_env):
+    done = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", commit_sha="a" * 40,
+        image_digest="r/x@sha256:" + "b" * 64, requested_by=dev, status=Status.SUCCEEDED,
+    )
+    done.finished_at = done.created_at
+    done.save()
+    page = login(dev).get(reverse("dashboard"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "aaaaaaaaaa" in html and "sha256:bbbbbbb" in html and ">dev<" in html
+    fragment = login(dev).get(reverse("dashboard"), HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<div id="environments"')
+    assert "<html" not in fragment
+
+
+def test_deploy_form_queues_a_deployment_and_redirects_to_it(dev, repository, dev_env, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = login(dev).post(
+            reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": "main"}
+        )
+    deployment = Deployment.objects.get()
+    assert response.status_code == 302 and response.url == reverse("deployment_detail", args=[deployment.pk])
+    assert deployment.status == Status.QUEUED and deployment.requested_by == dev
+    assert AuditEvent.objects.filter(action="deployment.click", object_id=str(deployment.pk)).exists()
+
+
+@pytest.mark.parametrize("ref", ["--upload-pack=evil", "-x", "a..b", "bad ref"])
+def test_deploy_form_refuses_bad_refs_with_a_message(dev, repository, dev_env, ref):
+    response = login(dev).post(reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": ref})
+    assert response.status_code == 400
+    assert 'role="alert"' in response.content.decode()
+    assert not Deployment.objects.exists()
+
+
+def test_user_without_role_cannot_deploy_or_see_deployments(outsider, dev, repository, dev_env):
+    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    client = login(outsider)
+    response = client.post(reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": "main"})
+    assert response.status_code == 400 and Deployment.objects.count() == 1
+    assert client.get(reverse("deployment_detail", args=[deployment.pk])).status_code == 403
+    assert client.get(reverse("deployment_log", args=[deployment.pk])).status_code == 403
+
+
+def test_state_changes_need_csrf_and_post(dev, repository, dev_env):
+    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(dev)
+    assert strict.post(reverse("deployment_cancel", args=[deployment.pk])).status_code == 403
+    assert strict.get(reverse("deployment_cancel", args=[deployment.pk])).status_code == 405
+    deployment.refresh_from_db()
+    assert deployment.status == Status.QUEUED
+
+
+def test_developer_cancels_own_queued_deployment(dev, repository, dev_env):
+    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    response = login(dev).post(reverse("deployment_cancel", args=[deployment.pk]))
+    assert response.status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.status == Status.CANCELLED
+    assert AuditEvent.objects.filter(action="deployment.cancel", actor=dev).exists()
+
+
+def test_other_developer_cannot_cancel_someone_elses_deployment(dev, dev2, repository, dev_env):
+    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    login(dev2).post(reverse("deployment_cancel", args=[deployment.pk]))
+    deployment.refresh_from_db()
+    assert deployment.status == Status.QUEUED
+
+
+def test_deployment_page_and_summary_fragment(dev, repository, dev_env):
+    deployment = services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main")
+    client = login(dev)
+    page = client.get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
+    assert "sse-connect" in page and 'id="stage-checkout"' in page and 'id="log"' in page
+    fragment = client.get(reverse("deployment_detail", args=[deployment.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<section id="summary"') and 'id="log"' not in fragment
+
+
+def test_history_filters_by_repository_and_environment(dev, repository, make_environment):
+    dev_env, stage_env = make_environment("dev"), make_environment("stage", order=20)
+    a = Deployment.objects.create(repository=repository, environment=dev_env, ref="a-ref", requested_by=dev)
+    b = Deployment.objects.create(repository=repository, environment=stage_env, ref="b-ref", requested_by=dev)
+    client = login(dev)
+    html = client.get(reverse("history"), {"environment": "stage"}).content.decode()
+    assert f"#{b.pk}<" in html and f"#{a.pk}<" not in html
+    html = client.get(reverse("history"), {"repository": "demo", "environment": "dev"}, HTTP_HX_REQUEST="true").content.decode()
+    assert f"#{a.pk}<" in html and f"#{b.pk}<" not in html and "<html" not in html
+
+
+def test_login_failure_is_audited_without_the_password(client, dev):
+    client.post(reverse("login"), {"username": "dev", "password": "wrong-secret"})
+    event = AuditEvent.objects.get(action="auth.login_failed")
+    assert event.object_repr == "dev"
+    assert "wrong-secret" not in str(event.details)
