@@ -16,6 +16,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # busy timeout.
 DATABASES["default"].setdefault("TEST", {})  # noqa: F405
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"]["NAME"] = str(STATE_DIR / "test-db.sqlite3")  # noqa: F405
+    # Per process, so two test runs on one machine never share (and destroy) one file.
+    DATABASES["default"]["TEST"]["NAME"] = str(STATE_DIR / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
 # Short leases so reaper tests need not wait long.
 LEASE_SECONDS = 10

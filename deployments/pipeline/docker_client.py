@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -21,6 +23,10 @@ POLL_SECONDS = 0.25
 def connect(base_url: str | None, *, timeout: int = 120) -> docker.DockerClient:
     """A client for the engine at `base_url` (empty: the environment's DOCKER_HOST), checked with a ping."""
     where = base_url or "DOCKER_HOST"
+    url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    # Checked here because docker-py leaks the socket when a unix connect fails.
+    if url.startswith("unix://") and not Path(url.removeprefix("unix://")).is_socket():
+        raise TargetError(f"Docker engine at {where} is unreachable: No such file or directory")
     try:
         if base_url:
             client = docker.DockerClient(base_url=base_url, timeout=timeout)

@@ -15,6 +15,7 @@ import asyncio
 import copy
 import datetime
 import itertools
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -194,11 +195,15 @@ class Controller:
         obj["status"] = {"observedGeneration": generation, "conditions": conditions, **status}
         obj["metadata"] = {**obj.raw["metadata"], "resourceVersion": self.cluster.next_version()}
 
-    def write_pods(self, key: tuple[str, str], generation: int, count: int, state: Callable[[str], Obj]) -> None:
-        """Replace the Deployment's pods of `generation` with `count` pods in `state`."""
-        deployment = self._deployment(key)
+    def write_pods(
+        self, key: tuple[str, str], generation: int, template: Obj, count: int, state: Callable[[str], Obj]
+    ) -> None:
+        """Replace the Deployment's pods of `generation` with `count` pods in `state`.
+
+        `template` is the pod template of that generation, captured when its rollout started:
+        pods never follow later template changes (a rollback patch must not rewrite them).
+        """
         namespace, name = key
-        template = deployment["spec"]["template"]
         for (resource, ns, pod_name), obj in list(self.cluster.objects.items()):
             if resource == PODS and ns == namespace and pod_name.startswith(f"{name}-g{generation}-"):
                 if not obj.deleted:
@@ -236,17 +241,18 @@ class Controller:
         deployment = self._deployment(key)
         scenario = self.scenario_for(deployment)
         replicas = deployment["spec"].get("replicas", 1)
+        template = deployment["spec"]["template"]
         if scenario == "stale":
             return  # the controller never observes this generation
         await asyncio.sleep(0.1)
         old = replicas  # old pods keep serving until new ones are available
         if scenario == "success":
-            self.finish(key, generation, replicas)
+            self.finish(key, generation, template, replicas)
         elif scenario == "slow":
             self.write_status(key, generation, replicas=old, updatedReplicas=0, availableReplicas=old)
             for done in range(1, replicas + 1):
                 await asyncio.sleep(self.step)
-                self.write_pods(key, generation, done, running)
+                self.write_pods(key, generation, template, done, running)
                 self.write_status(
                     key, generation, replicas=old + done, updatedReplicas=done,
                     availableReplicas=old + done - 1, readyReplicas=old + done - 1,
@@ -258,10 +264,10 @@ class Controller:
                 availableReplicas=replicas - 1, readyReplicas=replicas - 1,
             )  # fmt: skip
             await asyncio.sleep(self.step)
-            self.finish(key, generation, replicas)
+            self.finish(key, generation, template, replicas)
         elif scenario == "deadline":
             self.write_status(key, generation, replicas=old + 1, updatedReplicas=1, availableReplicas=old)
-            self.write_pods(key, generation, 1, waiting("ContainerCreating"))
+            self.write_pods(key, generation, template, 1, waiting("ContainerCreating"))
             await asyncio.sleep(1.0)
             conditions = [
                 _condition("Available", "True", "MinimumReplicasAvailable"),
@@ -272,23 +278,23 @@ class Controller:
             )
         elif scenario in ("crashloop", "restarts", "imagepull"):
             self.write_status(key, generation, replicas=old + 1, updatedReplicas=1, availableReplicas=old)
-            self.write_pods(key, generation, 1, waiting("ContainerCreating"))
+            self.write_pods(key, generation, template, 1, waiting("ContainerCreating"))
             await asyncio.sleep(0.2)
             if scenario == "imagepull":
-                self.write_pods(key, generation, 1, waiting("ImagePullBackOff"))
+                self.write_pods(key, generation, template, 1, waiting("ImagePullBackOff"))
                 return
             pod = f"{key[1]}-g{generation}-0"
-            for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for container in template["spec"]["containers"]:
                 self.cluster.pod_logs[key[0], pod, container["name"]] = CRASH_LOG
             for restarts in itertools.count(1):
                 if scenario == "crashloop":
-                    self.write_pods(key, generation, 1, waiting("CrashLoopBackOff", restarts))
+                    self.write_pods(key, generation, template, 1, waiting("CrashLoopBackOff", restarts))
                 else:  # keeps restarting but is caught running each time we look
-                    self.write_pods(key, generation, 1, running_restarted(restarts))
+                    self.write_pods(key, generation, template, 1, running_restarted(restarts))
                 await asyncio.sleep(0.3)
 
-    def finish(self, key: tuple[str, str], generation: int, replicas: int) -> None:
-        self.write_pods(key, generation, replicas, running)
+    def finish(self, key: tuple[str, str], generation: int, template: Obj, replicas: int) -> None:
+        self.write_pods(key, generation, template, replicas, running)
         self.remove_old_pods(key, generation)
         conditions = [
             _condition("Available", "True", "MinimumReplicasAvailable"),
@@ -366,6 +372,8 @@ class FakeCluster:
             self.loop.close()
 
     async def _serve(self) -> None:
+        # One access-log line per poll would bury the interesting output of failing tests.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         self._stop = asyncio.Event()
         async with self.emulator, kmock.Server(self.emulator) as server:
             self.port = server.port
@@ -459,7 +467,7 @@ class FakeCluster:
             key = (namespace, name)
             self.emulator.objects[DEPLOYMENTS, namespace, name] = deployment
             self.controller.seen[key] = 1  # already rolled out: nothing for the controller to do
-            self.controller.finish(key, 1, replicas)
+            self.controller.finish(key, 1, deployment["spec"]["template"], replicas)
 
         self.call(seed)
         return self.deployment(namespace, name)

@@ -43,9 +43,10 @@ def build(client: docker.DockerClient, repo: Path, tag: str, lines, **kwargs) ->
     return build_image(client, **options)
 
 
-def test_connecting_to_a_missing_engine_raises_target_error(tmp_path: Path) -> None:
-    with pytest.raises(TargetError, match="is unreachable"):
-        docker_client.connect(f"unix://{tmp_path}/no-docker.sock")
+@pytest.mark.parametrize("url", ["unix:///nonexistent/docker.sock", "tcp://127.0.0.1:1"])
+def test_connecting_to_a_missing_engine_raises_target_error(url: str) -> None:
+    with pytest.raises(TargetError, match=f"Docker engine at {url} is unreachable"):
+        docker_client.connect(url)
 
 
 def test_build_streams_builder_lines_and_labels_the_image(
@@ -195,7 +196,8 @@ def test_test_containers_are_always_removed(docker_engine, demo_image: str, line
     with pytest.raises(StageError):
         run_tests(docker_engine, image=demo_image, command="false", timeout=10, log=lines, should_stop=never)
 
-    assert docker_engine.containers.list(all=True, filters={"label": TEST_LABEL}) == []
+    leftovers = docker_engine.containers.list(all=True, filters={"label": TEST_LABEL, "ancestor": demo_image})
+    assert leftovers == []
 
 
 def test_empty_test_command_is_skipped(docker_engine, demo_image: str, lines) -> None:

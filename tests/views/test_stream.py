@@ -59,6 +59,20 @@ def deployment(viewer):
 
 
 @pytest.fixture
+def open_writer(deployment):
+    """A LogWriter closed at teardown even if the test fails, so no flush outlives the database."""
+    writers = []
+
+    def make(**kwargs):
+        writers.append(LogWriter(deployment.pk, **kwargs))
+        return writers[-1]
+
+    yield make
+    for writer in writers:
+        writer.close()
+
+
+@pytest.fixture
 def http(server, viewer):
     django_client = Client()
     django_client.force_login(viewer)
@@ -143,8 +157,8 @@ def test_response_is_an_uncached_event_stream_starting_with_a_retry_hint(http, d
         assert first == {"retry": "2000"}
 
 
-def test_reconnecting_with_last_event_id_resumes_without_gap_or_duplicate(http, deployment):
-    writer = LogWriter(deployment.pk)
+def test_reconnecting_with_last_event_id_resumes_without_gap_or_duplicate(http, deployment, open_writer):
+    writer = open_writer()
     for i in range(10):
         writer.line(f"line {i}")
 
@@ -284,9 +298,11 @@ def test_stage_and_status_events_use_their_own_event_names(http, deployment):
     assert all("id" in e for e in events[:-1])
 
 
-def test_live_lines_arrive_while_connected_and_idle_streams_get_keepalives(http, deployment, monkeypatch):
+def test_live_lines_arrive_while_connected_and_idle_streams_get_keepalives(
+    http, deployment, open_writer, monkeypatch
+):
     monkeypatch.setattr(streams, "KEEPALIVE_MS", 200)
-    writer = LogWriter(deployment.pk)
+    writer = open_writer()
     writer.line("first")
 
     with http.stream("GET", events_url(deployment, format="text")) as response:

@@ -15,27 +15,14 @@ def build_target(kind: str, *, name: str, settings: dict[str, Any], **extra: Any
     deploys to Docker never loads the Kubernetes client, and the other way round.
     """
     if kind == "docker":
+        from ..docker_client import connect
         from .docker import DockerTarget
 
-        client = extra.get("client") or _docker_client(settings.get("docker_host") or "")
+        # connect() pings, so an engine that is down fails here with TargetError.
+        client = extra.get("client") or connect(settings.get("docker_host") or None)
         return DockerTarget.from_settings(client, name, settings)
     if kind == "kubernetes":
         from .kubernetes import KubernetesTarget
 
         return KubernetesTarget.from_settings(name=name, settings=settings, **extra)
     raise TargetError(f"unknown target kind {kind!r}")
-
-
-def _docker_client(docker_host: str) -> Any:
-    import docker
-    from docker.errors import DockerException
-
-    try:
-        if docker_host:
-            return docker.DockerClient(base_url=docker_host)
-        return docker.from_env()
-    except DockerException as exc:
-        # The client asks the engine for its API version on creation, so an engine
-        # that is down already fails here.
-        where = docker_host or "DOCKER_HOST"
-        raise TargetError(f"cannot reach the Docker engine at {where}: {exc}") from None

@@ -1,0 +1,99 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright, against the real ASGI app
+served by uvicorn in a thread of this process (so it shares the test database)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from django.contrib.auth.models import User
+from playwright.sync_api import BrowserContext, Page
+
+# Playwright's sync API keeps an asyncio loop running in the main thread for the rest
+# of the session, which makes Django refuse ORM calls from test bodies (and from any
+# test that runs after these) as "async unsafe". Nothing here is really concurrent on
+# one connection: the server answers from its own threads.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SERVER_START_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    # Never the Playwright-downloaded browser: nothing can be downloaded here.
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def asgi_server(transactional_db: Any) -> Iterator[str]:
+    """Base URL of pipeline_ui.asgi served by uvicorn. Transactional DB: the server's
+    threads use their own connections, so they only see committed rows."""
+    from pipeline_ui.asgi import application
+
+    port = _free_port()
+    config = uvicorn.Config(
+        app=application, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+        # An open event stream must not hold up teardown.
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def anonymous_context(asgi_server: str, new_context: Callable[..., BrowserContext]) -> BrowserContext:
+    # Requested after asgi_server, so it is closed (and its streams dropped) before the server stops.
+    return new_context(base_url=asgi_server)
+
+
+@pytest.fixture
+def logged_in_page(asgi_server: str, new_context: Callable[..., BrowserContext]) -> Callable[[User], Page]:
+    """logged_in_page(user) -> a page in a fresh browser context, logged in through the
+    real login form and left on the page it redirects to."""
+
+    def login(user: User) -> Page:
+        page = new_context(base_url=asgi_server).new_page()
+        page.goto("/login/")
+        page.fill("input[name=username]", user.get_username())
+        page.fill("input[name=password]", f"{user.get_username()}-pw")
+        with page.expect_navigation():
+            page.click("form button[type=submit]")
+        if page.url.rstrip("/").endswith("/login"):
+            raise AssertionError(f"login as {user} failed: {page.locator('.error').all_inner_texts()}")
+        return page
+
+    return login
