@@ -12,5 +12,6 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         return {}
     return {
         "nav_is_admin": permissions.is_admin(user),
+        "nav_audit": permissions.can_view_audit(user),
         "nav_approvals": approval_inbox_count(user),
     }

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from .logs import LogWriter, Masker
@@ -218,7 +218,6 @@ def execute(deployment_id: int, *, worker: str) -> str:
             runs.deployment_finish(deployment=deployment, status=status, error=error)
             writer.event("status", status=status)
             writer.event("end", status=status)
-        close_old_connections()
         return status
 
 

@@ -84,3 +84,7 @@ def can_lock(user: Any, environment: Environment) -> bool:
 
 def can_manage(user: Any) -> bool:
     return is_admin(user)
+
+
+def can_view_audit(user: Any) -> bool:
+    return is_release_manager(user)

@@ -151,3 +151,26 @@ def approval_context(deployment: Deployment) -> dict[str, Any]:
         "valid_count": len(valid),
         "approvals": approvals,
     }
+
+
+def audit_events(*, actor: str = "", action: str = "", object_type: str = "", q: str = "") -> QuerySet[Any]:
+    from django.db.models import Q
+
+    from .models import AuditEvent
+
+    qs = AuditEvent.objects.all()
+    if actor:
+        qs = qs.filter(actor_name=actor)
+    if action:
+        qs = qs.filter(action=action)
+    if object_type:
+        qs = qs.filter(object_type=object_type)
+    if q:
+        qs = qs.filter(Q(object_repr__icontains=q) | Q(commit_sha__startswith=q) | Q(image_digest__icontains=q))
+    return qs.order_by("-created_at", "-id")
+
+
+def audit_actions() -> list[str]:
+    from .models import AuditEvent
+
+    return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())

@@ -113,7 +113,7 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
             if replayed or first_id is None:
                 yield await _snapshot(pk)
 
-        while entries := await client.xrange(key, _fmt(last), "+", count=CHUNK):
+        while entries := await client.xrange(key, f"({_fmt(last)}", "+", count=CHUNK):
             chunk = []
             for entry_id, fields in entries:
                 if fields.get("type") == "end":

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from deployments import streams
-from deployments.views import dashboard, deploy, deployment, environments
+from deployments.views import audit, dashboard, deploy, deployment, environments
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("deployments/<int:pk>/approve", deployment.deployment_decide, {"decision": "approve"}, name="deployment_approve"),
     path("deployments/<int:pk>/reject", deployment.deployment_decide, {"decision": "reject"}, name="deployment_reject"),
     path("approvals/", environments.approvals, name="approvals"),
+    path("audit/", audit.audit_log, name="audit"),
     path("environments/<slug:name>/", environments.environment_detail, name="environment_detail"),
     path("environments/<slug:name>/lock", environments.environment_lock, name="environment_lock"),
     path("environments/<slug:name>/unlock", environments.environment_unlock, name="environment_unlock"),
