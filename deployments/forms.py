@@ -11,6 +11,7 @@ class DeployForm(forms.Form):
     repository = forms.ModelChoiceField(queryset=Repository.objects.all(), empty_label=None)
     environment = forms.ModelChoiceField(queryset=Environment.objects.none(), empty_label=None)
     ref = forms.CharField(max_length=250, help_text="Branch, tag or commit SHA.")
+    confirm_older = forms.BooleanField(required=False, widget=forms.HiddenInput)
     break_glass_reason = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Only during a freeze window: why this cannot wait. A second person must approve.",

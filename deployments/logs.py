@@ -21,11 +21,11 @@ from urllib.parse import quote, quote_plus
 
 import redis as redis_lib
 import redis.asyncio as redis_async
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Q
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from .models import Deployment, LogLine
 
@@ -182,7 +182,9 @@ class LogWriter:
         self._stream_has_ttl = False
         self._closed = False
         self._stop = threading.Event()
-        self._timer = threading.Thread(target=self._flush_periodically, name=f"log-flush-{deployment_id}", daemon=True)
+        self._timer = threading.Thread(
+            target=self._flush_periodically, name=f"log-flush-{deployment_id}", daemon=True
+        )
         self._timer.start()
 
     def __enter__(self) -> LogWriter:
@@ -279,7 +281,9 @@ class LogWriter:
             except redis_lib.RedisError as exc:
                 self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
                 self._stream_has_ttl = False  # a restarted Redis may have lost the stream
-                logger.warning("Redis unavailable for %s, writing log lines to the database only: %s", self.key, exc)
+                logger.warning(
+                    "Redis unavailable for %s, writing log lines to the database only: %s", self.key, exc
+                )
             else:
                 if not self._stream_has_ttl:
                     self._set_run_ttl()

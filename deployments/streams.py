@@ -48,11 +48,14 @@ def _fmt(entry: EntryId) -> str:
     return f"{entry[0]}-{entry[1]}"
 
 
+def _line_event(entry_id: str, stage: str, text: str, *, as_text: bool) -> str:
+    return sse("line", text if as_text else line_html(stage, text), entry_id)
+
+
 def _render(entry_id: str, fields: dict[str, str], *, as_text: bool) -> str:
     kind = fields.get("type", "")
     if kind == "line":
-        stage, text = fields.get("stage", ""), fields.get("text", "")
-        return sse("line", text if as_text else line_html(stage, text), entry_id)
+        return _line_event(entry_id, fields.get("stage", ""), fields.get("text", ""), as_text=as_text)
     if kind == "stage":
         name, status = fields.get("name", ""), fields.get("status", "")
         return sse(f"stage-{_UNSAFE_EVENT_CHARS.sub('-', name)}", stage_html(name, status), entry_id)
@@ -74,7 +77,9 @@ async def _end(pk: int, status: str | None = None) -> str:
     return sse("end", status or await _status(pk) or "")
 
 
-async def _stored_lines(pk: int, after: EntryId, before: EntryId | None, *, as_text: bool) -> AsyncIterator[tuple[str, EntryId]]:
+async def _stored_lines(
+    pk: int, after: EntryId, before: EntryId | None, *, as_text: bool
+) -> AsyncIterator[tuple[str, EntryId]]:
     """Database lines strictly between `after` and `before`, one chunk of events at a time."""
     while True:
         lines = await sync_to_async(history)(
@@ -83,15 +88,19 @@ async def _stored_lines(pk: int, after: EntryId, before: EntryId | None, *, as_t
         if not lines:
             return
         after = (lines[-1].entry_ms, lines[-1].entry_seq)
-        fields = ({"type": "line", "stage": line.stage, "text": line.text} for line in lines)
-        yield "".join(_render(line.event_id, f, as_text=as_text) for line, f in zip(lines, fields)), after
+        yield (
+            "".join(_line_event(line.event_id, line.stage, line.text, as_text=as_text) for line in lines),
+            after,
+        )
 
 
 async def _snapshot(pk: int) -> str:
     # Stage and status events are not stored; after a database replay, send the
     # current state instead. No id, so Last-Event-ID keeps pointing at the last line.
     stages = [stage async for stage in Stage.objects.filter(deployment_id=pk).order_by("position")]
-    events = [sse(f"stage-{_UNSAFE_EVENT_CHARS.sub('-', s.name)}", stage_html(s.name, s.status)) for s in stages]
+    events = [
+        sse(f"stage-{_UNSAFE_EVENT_CHARS.sub('-', s.name)}", stage_html(s.name, s.status)) for s in stages
+    ]
     if status := await _status(pk):
         events.append(sse("status", badge_html(status)))
     return "".join(events)
@@ -107,8 +116,8 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
         first_id = parse_event_id(first[0][0]) if first else None
         if first_id is None or first_id > resume:
             replayed = False
-            async for chunk, last in _stored_lines(pk, last, first_id, as_text=as_text):
-                replayed = True
+            async for chunk, last_stored in _stored_lines(pk, last, first_id, as_text=as_text):
+                replayed, last = True, last_stored
                 yield chunk
             if replayed or first_id is None:
                 yield await _snapshot(pk)
@@ -130,7 +139,7 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
             if not reply:
                 if finished:
                     # Lines the stream never had (Redis was down) or lost (it expired meanwhile).
-                    async for chunk, last in _stored_lines(pk, last, None, as_text=as_text):
+                    async for chunk, _ in _stored_lines(pk, last, None, as_text=as_text):
                         yield chunk
                     yield await _end(pk)
                     return
@@ -149,7 +158,7 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
         # Serve what the database has and drop the connection: EventSource retries
         # with Last-Event-ID and picks up once Redis is back.
         logger.warning("Live log of deployment %s interrupted: %s", pk, exc)
-        async for chunk, last in _stored_lines(pk, last, None, as_text=as_text):
+        async for chunk, _ in _stored_lines(pk, last, None, as_text=as_text):
             yield chunk
     finally:
         await client.aclose()
@@ -177,7 +186,9 @@ async def deployment_events(request: HttpRequest, pk: int) -> HttpResponse:
         or (0, 0)
     )
     as_text = request.GET.get("format") == "text"
-    response = StreamingHttpResponse(_events(deployment.pk, resume, as_text=as_text), content_type="text/event-stream")
+    response = StreamingHttpResponse(
+        _events(deployment.pk, resume, as_text=as_text), content_type="text/event-stream"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

@@ -10,7 +10,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from deployments.logs import LogWriter, Masker, get_redis, history, mask, parse_event_id, publish_event, stream_key
+from deployments.logs import (
+    LogWriter,
+    Masker,
+    get_redis,
+    history,
+    mask,
+    parse_event_id,
+    publish_event,
+    stream_key,
+)
 from deployments.models import Deployment, Environment, LogLine, Repository
 
 SECRET = "s3cr3t/p@ss+wörd&more=="
@@ -18,10 +27,14 @@ SECRET = "s3cr3t/p@ss+wörd&more=="
 
 @pytest.fixture
 def deployment(db):
-    repo = Repository.objects.create(name="logs-app", git_url="https://git.invalid/app.git", image_name="logs/app")
+    repo = Repository.objects.create(
+        name="logs-app", git_url="https://git.invalid/app.git", image_name="logs/app"
+    )
     env = Environment.objects.create(name="logs-env")
     # A random pk keeps this test's stream apart from other runs sharing the Redis server.
-    dep = Deployment.objects.create(pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main")
+    dep = Deployment.objects.create(
+        pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main"
+    )
     get_redis().delete(dep.stream_key)
     yield dep
     get_redis().delete(dep.stream_key)
@@ -32,7 +45,10 @@ def stream_lines(deployment):
 
 
 def db_ids(deployment):
-    return [line.event_id for line in LogLine.objects.filter(deployment=deployment).order_by("entry_ms", "entry_seq")]
+    return [
+        line.event_id
+        for line in LogLine.objects.filter(deployment=deployment).order_by("entry_ms", "entry_seq")
+    ]
 
 
 # --- masking ---------------------------------------------------------------------
@@ -82,7 +98,9 @@ def test_event_ids_are_parsed(value, expected):
     assert parse_event_id(value) == expected
 
 
-@pytest.mark.parametrize("value", [None, "", "abc", "1-", "-1", "1-2-3", "1.5-2", "12-99999999999", "9" * 30 + "-1"])
+@pytest.mark.parametrize(
+    "value", [None, "", "abc", "1-", "-1", "1-2-3", "1.5-2", "12-99999999999", "9" * 30 + "-1"]
+)
 def test_garbage_event_ids_parse_to_none(value):
     assert parse_event_id(value) is None
 
@@ -94,7 +112,9 @@ def test_garbage_event_ids_parse_to_none(value):
 def test_no_secret_text_reaches_redis_or_the_database(deployment):
     encoded = base64.b64encode(SECRET.encode()).decode()
     with LogWriter(deployment.pk, secrets=[SECRET]) as writer:
-        writer.line(f"login with {SECRET}\nheader: Basic {encoded}\nurl ?p={quote_plus(SECRET)}", stage="build")
+        writer.line(
+            f"login with {SECRET}\nheader: Basic {encoded}\nurl ?p={quote_plus(SECRET)}", stage="build"
+        )
 
     stored = [line.text for line in LogLine.objects.filter(deployment=deployment)]
     streamed = [fields["text"] for _, fields in stream_lines(deployment)]
@@ -258,7 +278,8 @@ def test_publish_event_reports_a_redis_failure_instead_of_raising(settings):
 @pytest.fixture
 def stored_lines(deployment):
     LogLine.objects.bulk_create(
-        LogLine(deployment=deployment, entry_ms=1000 + i // 3, entry_seq=i % 3, text=f"line {i}") for i in range(9)
+        LogLine(deployment=deployment, entry_ms=1000 + i // 3, entry_seq=i % 3, text=f"line {i}")
+        for i in range(9)
     )
     return deployment
 

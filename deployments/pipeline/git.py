@@ -428,3 +428,18 @@ def safe_subpath(root: Path, rel: str, *, what: str = "Dockerfile path") -> Path
 
 def remove_checkout(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def is_older(
+    url: str, candidate: str, current: str, cache: Path, *, allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS
+) -> bool:
+    """True when `candidate` is a strict ancestor of `current`: deploying it would
+    put older code in place. Uses a blobless cache repository at `cache`."""
+    if candidate == current:
+        return False
+    if not (cache / "HEAD").exists() and not (cache / ".git").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        _git(["init", "-q", "--", str(cache)], allowed_protocols=allowed_protocols)
+    for sha in (candidate, current):
+        fetch_commit(cache, url, sha, allowed_protocols=allowed_protocols)
+    return is_ancestor(cache, candidate, current)

@@ -5,6 +5,7 @@ from .approvals import deployment_approve, deployment_reject, valid_approvals
 from .audit import audit
 from .deployments import (
     DeployRefused,
+    NeedsConfirmation,
     deployment_cancel,
     deployment_promote,
     deployment_request,
@@ -14,6 +15,7 @@ from .environments import environment_lock, environment_unlock
 
 __all__ = [
     "DeployRefused",
+    "NeedsConfirmation",
     "audit",
     "deployment_approve",
     "deployment_cancel",

@@ -2,12 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from .. import permissions
 from ..models import Deployment, Environment, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
+from ..pipeline import git
+from ..pipeline.base import StageError
 from ..pipeline.git import GitError, validate_ref
 from .audit import audit
 from .queue import dispatch_next
@@ -15,6 +20,30 @@ from .queue import dispatch_next
 
 class DeployRefused(Exception):
     """The request breaks a rule; the message is shown to the user."""
+
+
+class NeedsConfirmation(DeployRefused):
+    """The request is allowed but deserves a second look (older code)."""
+
+
+def older_code_warning(*, repository: Repository, environment: Environment, ref: str) -> str | None:
+    """Says so when `ref` is an ancestor of what the environment runs now."""
+    current = last_successful(environment)
+    if current is None or current.repository_id != repository.pk or not current.commit_sha:
+        return None
+    protocols = settings.GIT_ALLOWED_PROTOCOLS
+    try:
+        sha = git.resolve_ref(repository.git_url, ref, allowed_protocols=protocols)
+        cache = Path(settings.WORK_DIR) / "ancestry" / f"repository-{repository.pk}"
+        older = git.is_older(repository.git_url, sha, current.commit_sha, cache, allowed_protocols=protocols)
+    except StageError:
+        return None  # the worker reports a bad ref with the full message
+    if not older:
+        return None
+    return (
+        f"{ref} ({sha[:10]}) is older than what {environment} runs now ({current.short_sha}, "
+        f"deployment #{current.pk}). Confirm to deploy older code."
+    )
 
 
 def _check_can_deploy(*, user: Any, environment: Environment, break_glass_reason: str) -> None:
@@ -87,6 +116,7 @@ def deployment_request(
     trigger: str = Trigger.CLICK,
     source_ip: str | None = None,
     break_glass_reason: str = "",
+    confirm_older: bool = False,
 ) -> Deployment:
     ref = ref.strip()
     try:
@@ -94,6 +124,10 @@ def deployment_request(
     except GitError as exc:
         raise DeployRefused(str(exc)) from exc
     _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
+    if not confirm_older:
+        warning = older_code_warning(repository=repository, environment=environment, ref=ref)
+        if warning:
+            raise NeedsConfirmation(warning)
     return _create(
         user=user,
         repository=repository,

@@ -13,6 +13,7 @@ def deploy(request: HttpRequest) -> HttpResponse:
     repositories, environments = selectors.deployable_choices(request.user)
     initial = {"environment": request.GET.get("environment"), "repository": request.GET.get("repository")}
     form = DeployForm(request.POST or None, environments=environments, initial=initial)
+    confirm = ""
     if request.method == "POST" and form.is_valid():
         try:
             deployment = services.deployment_request(
@@ -21,8 +22,11 @@ def deploy(request: HttpRequest) -> HttpResponse:
                 environment=form.cleaned_data["environment"],
                 ref=form.cleaned_data["ref"],
                 break_glass_reason=form.cleaned_data["break_glass_reason"],
+                confirm_older=form.cleaned_data["confirm_older"],
                 source_ip=client_ip(request),
             )
+        except services.NeedsConfirmation as exc:
+            confirm = str(exc)
         except services.DeployRefused as exc:
             form.add_error(None, str(exc))
         else:
@@ -30,6 +34,7 @@ def deploy(request: HttpRequest) -> HttpResponse:
             return redirect("deployment_detail", pk=deployment.pk)
     if not environments:
         form.add_error(None, "You may not deploy to any environment.")
-    status = 400 if form.errors else 200
+    status = 400 if form.errors else 409 if confirm else 200
     defaults = {r.pk: r.default_branch for r in repositories}
-    return render(request, "deployments/deploy.html", {"form": form, "defaults": defaults}, status=status)
+    context = {"form": form, "defaults": defaults, "confirm": confirm}
+    return render(request, "deployments/deploy.html", context, status=status)

@@ -115,7 +115,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         if request.subresource is None and new.get("spec") != old.get("spec"):
             stamp["generation"] = int(old.get("metadata", {}).get("generation") or 1) + 1
         if isinstance(request.data, list):
-            return request.data + [{"op": "add", "path": f"/metadata/{k}", "value": v} for k, v in stamp.items()]
+            return request.data + [
+                {"op": "add", "path": f"/metadata/{k}", "value": v} for k, v in stamp.items()
+            ]
         return patch_dict(request.data, {"metadata": stamp})
 
     async def _serve_list(self, request: kmock.Request) -> Any:
@@ -133,7 +135,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     def _serve_log(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         container = request.params.get("container", "")
         previous = request.params.get("previous") == "true"
-        text = self.pod_logs.get((request.namespace or "", request.name or "", container)) if previous else None
+        text = (
+            self.pod_logs.get((request.namespace or "", request.name or "", container)) if previous else None
+        )
         if text is None:
             # What a real API server says for a container that never ran.
             message = f'container "{container}" in pod "{request.name}" is waiting to start'
@@ -221,7 +225,10 @@ class Controller:
                     "namespace": namespace,
                     "uid": str(uuid.uuid4()),
                     "resourceVersion": self.cluster.next_version(),
-                    "labels": {**template["metadata"].get("labels", {}), "pod-template-hash": f"g{generation}"},
+                    "labels": {
+                        **template["metadata"].get("labels", {}),
+                        "pod-template-hash": f"g{generation}",
+                    },
                 },
                 "spec": copy.deepcopy(template["spec"]),
                 "status": {"phase": "Running" if ready else "Pending", "containerStatuses": statuses},
@@ -274,7 +281,12 @@ class Controller:
                 _condition("Progressing", "False", "ProgressDeadlineExceeded"),
             ]
             self.write_status(
-                key, generation, replicas=old + 1, updatedReplicas=1, availableReplicas=old, conditions=conditions
+                key,
+                generation,
+                replicas=old + 1,
+                updatedReplicas=1,
+                availableReplicas=old,
+                conditions=conditions,
             )
         elif scenario in ("crashloop", "restarts", "imagepull"):
             self.write_status(key, generation, replicas=old + 1, updatedReplicas=1, availableReplicas=old)

@@ -11,7 +11,6 @@ import docker
 import pytest
 
 from deployments.demo_app import create_demo_repo
-from deployments.pipeline import docker_client
 from deployments.pipeline.build import build_image
 
 
@@ -30,15 +29,6 @@ def lines() -> Lines:
 @pytest.fixture
 def demo_repo(tmp_path: Path) -> Path:
     return create_demo_repo(tmp_path / "demo")
-
-
-@pytest.fixture(scope="session")
-def docker_engine() -> Iterator[docker.DockerClient]:
-    if not os.environ.get("DOCKER_HOST"):
-        pytest.skip("DOCKER_HOST is not set; source .state/test/services.env")
-    client = docker_client.connect(None)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from deployments.pipeline.base import Cancelled, Release, RolloutFailed, TargetError, never_stop
-from deployments.pipeline.targets.kubernetes import HASH_ANNOTATION, KubernetesTarget, config_hash
+from deployments.pipeline.targets import build_target
+from deployments.pipeline.targets.k8s_status import HASH_ANNOTATION, config_hash
+from deployments.pipeline.targets.kubernetes import KubernetesTarget
 from tests.k8s.harness import CONFIGMAPS, SECRETS, FakeCluster
 
 
@@ -124,9 +126,7 @@ def test_crash_looping_pod_fails_the_rollout_within_seconds(cluster, ns, old_ima
     target = make_target(timeout=60)
     target.apply(release(new), log=log)
     started = time.monotonic()
-    with pytest.raises(
-        RolloutFailed, match=rf"pod web-g2-0 container app: CrashLoopBackOff \(restarts \d+\)"
-    ):
+    with pytest.raises(RolloutFailed, match=r"pod web-g2-0 container app: CrashLoopBackOff \(restarts \d+\)"):
         target.wait(log=log, should_stop=never_stop)
 
     assert time.monotonic() - started < 5
@@ -388,3 +388,11 @@ def test_broken_kubeconfig_is_a_target_error() -> None:
             settings={"namespace": "n", "deployment": "d", "container": "c"},
             kubeconfig="clusters: [",
         )
+
+
+def test_build_target_makes_a_kubernetes_target_from_environment_settings(cluster, ns, old_image) -> None:
+    settings = {"namespace": ns, "deployment": "web", "container": "app", "timeout": "90"}
+    target = build_target("kubernetes", name="live", settings=settings, kubeconfig=cluster.kubeconfig)
+    assert isinstance(target, KubernetesTarget)
+    assert target.timeout == 90
+    assert target.current() == old_image

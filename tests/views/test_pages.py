@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from deployments import services
 from deployments.models import AuditEvent, Deployment, Status
@@ -119,3 +120,24 @@ def test_login_failure_is_audited_without_the_password(client, dev):
     event = AuditEvent.objects.get(action="auth.login_failed")
     assert event.object_repr == "dev"
     assert "wrong-secret" not in str(event.details)
+
+
+def test_deploying_older_code_asks_for_confirmation(dev, repository, dev_env, demo_repo_path):
+    import subprocess
+
+    head = subprocess.run(["git", "-C", str(demo_repo_path), "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
+    Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", commit_sha=head, image_digest="r/x@sha256:" + "b" * 64,
+        requested_by=dev, status=Status.SUCCEEDED, finished_at=timezone.now(),
+    )
+    client = login(dev)
+    form = {"repository": repository.pk, "environment": dev_env.pk, "ref": "v1.0"}
+    response = client.post(reverse("deploy"), form)
+    assert response.status_code == 409
+    assert "older than what dev runs now" in response.content.decode()
+    assert Deployment.objects.count() == 1
+    response = client.post(reverse("deploy"), {**form, "confirm_older": "1"})
+    assert response.status_code == 302 and Deployment.objects.count() == 2
+    # Newer code needs no confirmation.
+    response = client.post(reverse("deploy"), {**form, "ref": "main"})
+    assert response.status_code == 302

@@ -46,11 +46,17 @@ def viewer():
 
 @pytest.fixture
 def deployment(viewer):
-    repo = Repository.objects.create(name="sse-app", git_url="https://git.invalid/app.git", image_name="sse/app")
+    repo = Repository.objects.create(
+        name="sse-app", git_url="https://git.invalid/app.git", image_name="sse/app"
+    )
     env = Environment.objects.create(name="sse-env")
     # A random pk keeps this test's stream apart from other runs sharing the Redis server.
     dep = Deployment.objects.create(
-        pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main", requested_by=viewer,
+        pk=random.randint(10**8, 10**9),
+        repository=repo,
+        environment=env,
+        ref="main",
+        requested_by=viewer,
         status="running",
     )
     get_redis().delete(dep.stream_key)
@@ -140,7 +146,10 @@ def line_texts(events):
 
 
 def db_ids(deployment):
-    return [line.event_id for line in LogLine.objects.filter(deployment=deployment).order_by("entry_ms", "entry_seq")]
+    return [
+        line.event_id
+        for line in LogLine.objects.filter(deployment=deployment).order_by("entry_ms", "entry_seq")
+    ]
 
 
 def test_response_is_an_uncached_event_stream_starting_with_a_retry_hint(http, deployment):
@@ -171,7 +180,9 @@ def test_reconnecting_with_last_event_id_resumes_without_gap_or_duplicate(http, 
     writer.event("end", status="succeeded")
     writer.close()
 
-    with http.stream("GET", events_url(deployment, format="text"), headers={"Last-Event-ID": seen[-1]["id"]}) as r:
+    with http.stream(
+        "GET", events_url(deployment, format="text"), headers={"Last-Event-ID": seen[-1]["id"]}
+    ) as r:
         rest = Events(r).rest()
 
     assert line_texts(rest) == [f"line {i}" for i in range(5, 20)]
@@ -208,7 +219,9 @@ def test_a_resume_point_inside_the_redis_part_reads_only_redis(http, deployment)
     LogLine.objects.filter(deployment=deployment).delete()  # proves nothing comes from the database
     redis_ids = [entry_id for entry_id, _ in get_redis().xrange(deployment.stream_key)]
 
-    with http.stream("GET", events_url(deployment, format="text"), headers={"Last-Event-ID": redis_ids[2]}) as r:
+    with http.stream(
+        "GET", events_url(deployment, format="text"), headers={"Last-Event-ID": redis_ids[2]}
+    ) as r:
         events = Events(r).rest()
 
     assert line_texts(events) == [f"line {i}" for i in range(23, 30)]
@@ -226,7 +239,9 @@ def test_a_finished_deployment_without_a_stream_is_served_from_the_database_then
     with http.stream("GET", events_url(deployment)) as response:
         events = Events(response).rest()
 
-    assert [e["data"] for e in events if e["event"] == "line"] == [line_html("build", f"line {i}") for i in range(700)]
+    assert [e["data"] for e in events if e["event"] == "line"] == [
+        line_html("build", f"line {i}") for i in range(700)
+    ]
     assert {"event": "stage-build", "data": stage_html("build", "succeeded")} in events
     assert {"event": "status", "data": badge_html("succeeded")} in events
     assert events[-1] == {"event": "end", "data": "succeeded"}
@@ -334,7 +349,10 @@ def test_lines_only_in_the_database_are_sent_before_the_end_of_a_finished_deploy
 
 
 def test_multiline_data_is_split_into_several_data_fields():
-    assert streams.sse("line", "a\nb\r\nc\rd", "1-0") == "id: 1-0\nevent: line\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+    assert (
+        streams.sse("line", "a\nb\r\nc\rd", "1-0")
+        == "id: 1-0\nevent: line\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+    )
 
 
 def test_log_download_is_the_whole_log_as_a_text_attachment(http, deployment):
@@ -355,7 +373,10 @@ def test_log_download_needs_a_login(server, deployment):
 
 
 def test_badges_escape_labels_and_keep_status_classes_harmless():
-    assert badge_html("awaiting_approval") == '<span class="badge badge-awaiting_approval">Awaiting approval</span>'
+    assert (
+        badge_html("awaiting_approval")
+        == '<span class="badge badge-awaiting_approval">Awaiting approval</span>'
+    )
     assert badge_html('x" onclick="y', "<i>") == '<span class="badge badge-x--onclick--y">&lt;i&gt;</span>'
 
 
@@ -390,5 +411,7 @@ def test_line_latency_from_writer_to_client(http, deployment, capsys):
     latencies = sorted((received[i] - sent[i]) / 1e6 for i in range(1000))
     p50, p99 = statistics.median(latencies), latencies[989]
     with capsys.disabled():
-        print(f"\nSSE line latency over 1000 lines: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {latencies[-1]:.2f} ms")
+        print(
+            f"\nSSE line latency over 1000 lines: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {latencies[-1]:.2f} ms"
+        )
     assert p99 < 500

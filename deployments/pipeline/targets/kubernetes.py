@@ -4,7 +4,6 @@ way `kubectl rollout status` does, and stop early when new pods cannot start."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import time
@@ -18,34 +17,28 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from ..base import Cancelled, LogFn, Release, RolloutFailed, StageError, StopFn, TargetError, never_stop
-from .k8s_status import PodFailure, find_pod_failure, rollout_status
+from .k8s_status import (
+    CAUSE_ANNOTATION,
+    HASH_ANNOTATION,
+    PodFailure,
+    change_cause,
+    config_hash,
+    containers_of,
+    deployment_patch,
+    find_container,
+    find_pod_failure,
+    rollout_status,
+)
 
 MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
-HASH_ANNOTATION = "shipmate.io/config-hash"
-CAUSE_ANNOTATION = "kubernetes.io/change-cause"
 JSON_PATCH = "application/json-patch+json"
+VERBS = ("read", "create", "patch")
 REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds for every API call
 LOG_TAIL = 20
 MAX_API_ERRORS = 5  # consecutive failed polls before the rollout counts as lost
 CONNECT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 Obj = dict[str, Any]
-
-
-def config_hash(variables: Mapping[str, str]) -> str:
-    """Changes whenever any variable changes, so a config change alone rolls the pods."""
-    data = json.dumps(sorted(variables.items()), separators=(",", ":"))
-    return hashlib.sha256(data.encode()).hexdigest()[:16]
-
-
-def change_cause(annotations: Mapping[str, str]) -> str:
-    get = annotations.get
-    return f"shipmate deployment #{get('deployment_id', '?')} commit {get('commit', '?')} by {get('user', '?')}"
-
-
-def _pointer(key: str) -> str:
-    # JSON Pointer (RFC 6901) escaping, needed for annotation keys with "/".
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _describe(exc: BaseException) -> str:
@@ -80,7 +73,9 @@ def _setting_bool(settings: Mapping[str, Any], key: str) -> bool:
     return bool(raw)
 
 
-def build_api_client(*, kubeconfig: str, kubeconfig_path: str, in_cluster: bool, context: str | None) -> client.ApiClient:
+def build_api_client(
+    *, kubeconfig: str, kubeconfig_path: str, in_cluster: bool, context: str | None
+) -> client.ApiClient:
     """One ApiClient per target; the library's global default configuration stays untouched."""
     try:
         if kubeconfig.strip():
@@ -180,6 +175,9 @@ class KubernetesTarget:
         response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         return json.loads(response.data)
 
+    def _unreachable(self, exc: BaseException) -> TargetError:
+        return TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}")
+
     def _read_deployment(self) -> Obj:
         try:
             return self._call(self._apps.read_namespaced_deployment, self.deployment, self.namespace)
@@ -188,25 +186,25 @@ class KubernetesTarget:
                 raise TargetError(f"Deployment {self.ref} not found") from exc
             raise TargetError(f"cannot read Deployment {self.ref}: {_describe(exc)}") from exc
         except CONNECT_ERRORS as exc:
-            raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
+            raise self._unreachable(exc) from exc
 
-    def _find_container(self, deployment: Obj) -> tuple[int, Obj]:
-        spec = deployment.get("spec") or {}
-        containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
-        for index, container in enumerate(containers):
-            if container.get("name") == self.container:
-                return index, container
-        names = ", ".join(c.get("name", "?") for c in containers) or "none"
-        raise TargetError(f"container {self.container!r} not found in Deployment {self.ref} (it has: {names})")
+    def _find_container(self, deployment: Obj) -> Obj:
+        found = find_container(deployment, self.container)
+        if found is None:
+            names = ", ".join(c.get("name", "?") for c in containers_of(deployment)) or "none"
+            raise TargetError(
+                f"container {self.container!r} not found in Deployment {self.ref} (has: {names})"
+            )
+        return found[1]
 
-    def _precheck(self, deployment: Obj) -> tuple[int, Obj]:
-        found = self._find_container(deployment)
+    def _precheck(self, deployment: Obj) -> Obj:
+        container = self._find_container(deployment)
         if (deployment.get("spec") or {}).get("paused"):
             raise TargetError(
                 f"Deployment {self.ref} is paused; resume it first "
                 f"(kubectl -n {self.namespace} rollout resume deployment/{self.deployment})"
             )
-        return found
+        return container
 
     # Target protocol.
 
@@ -216,8 +214,8 @@ class KubernetesTarget:
         except ApiException as exc:
             raise TargetError(f"Kubernetes API at {self.host} refused the request: {_describe(exc)}") from exc
         except CONNECT_ERRORS as exc:
-            raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
-        _, container = self._precheck(self._read_deployment())
+            raise self._unreachable(exc) from exc
+        container = self._precheck(self._read_deployment())
         return (
             f"Kubernetes {version} at {self.host}: deployment {self.ref}, "
             f"container {self.container}, image {container.get('image', '?')}"
@@ -225,7 +223,7 @@ class KubernetesTarget:
 
     def current(self) -> str | None:
         try:
-            _, container = self._find_container(self._read_deployment())
+            container = self._find_container(self._read_deployment())
         except TargetError:
             return None
         return container.get("image")
@@ -250,24 +248,14 @@ class KubernetesTarget:
             )
 
     def wait(self, *, log: LogFn, should_stop: StopFn) -> None:
-        started = time.monotonic()
-        deadline = started + self.timeout
-        image = self.release.image if self.release else None
+        deadline = time.monotonic() + self.timeout
         last_message = ""
         errors = 0
         while True:
             if should_stop():
                 raise Cancelled(f"cancelled while waiting for Deployment {self.ref}")
             try:
-                deployment = self._call(self._apps.read_namespaced_deployment, self.deployment, self.namespace)
-                done, message = rollout_status(deployment, min_generation=self.generation_after)
-                if message != last_message:
-                    log(message)
-                    last_message = message
-                if done:
-                    return
-                failure = self._find_failure(deployment, image) if image else None
-                errors = 0
+                done, message, failure = self._observe()
             except ApiException as exc:
                 if exc.status == 404:
                     raise RolloutFailed(f"Deployment {self.ref} disappeared during the rollout") from exc
@@ -275,11 +263,17 @@ class KubernetesTarget:
             except CONNECT_ERRORS as exc:
                 errors, error = errors + 1, exc
             else:
+                errors = 0
+                if message != last_message:
+                    log(message)
+                    last_message = message
+                if done:
+                    return
                 if failure:
                     self._log_container(failure, log)
                     raise RolloutFailed(str(failure))
             if errors >= MAX_API_ERRORS:
-                raise RolloutFailed(f"lost contact with the Kubernetes API at {self.host}: {_describe(error)}")
+                raise RolloutFailed(f"lost contact with the Kubernetes API: {_describe(error)}")
             now = time.monotonic()
             if now >= deadline:
                 raise RolloutFailed(f"rollout did not finish within {self.timeout:g} s")
@@ -306,28 +300,16 @@ class KubernetesTarget:
             for k, v in release.variables.items()
             if k in release.secret_names
         }
-        core = self._core
-        action = self._upsert(
-            "ConfigMap", self.configmap_name, plain,
-            core.read_namespaced_config_map, core.create_namespaced_config_map, core.patch_namespaced_config_map,
-        )  # fmt: skip
+        action = self._upsert("ConfigMap", "config_map", self.configmap_name, plain)
         log(f"{action} ConfigMap {self.namespace}/{self.configmap_name} ({len(plain)} variables)")
-        action = self._upsert(
-            "Secret", self.secret_name, secret,
-            core.read_namespaced_secret, core.create_namespaced_secret, core.patch_namespaced_secret,
-        )  # fmt: skip
+        action = self._upsert("Secret", "secret", self.secret_name, secret)
         log(f"{action} Secret {self.namespace}/{self.secret_name} ({len(secret)} secret variables)")
 
-    def _upsert(
-        self,
-        kind: str,
-        name: str,
-        data: dict[str, str],
-        read: Callable[..., Any],
-        create: Callable[..., Any],
-        patch: Callable[..., Any],
-    ) -> str:
+    def _upsert(self, kind: str, api_name: str, name: str, data: dict[str, str]) -> str:
+        """Create or replace the data of a ConfigMap/Secret that Shipmate owns."""
+        read, create, patch = (getattr(self._core, f"{verb}_namespaced_{api_name}") for verb in VERBS)
         where = f"{kind} {self.namespace}/{name}"
+        labels = {MANAGED_BY_KEY: "shipmate"}
         try:
             try:
                 current = self._call(read, name, self.namespace)
@@ -337,53 +319,37 @@ class KubernetesTarget:
                 body: Obj = {
                     "apiVersion": "v1",
                     "kind": kind,
-                    "metadata": {"name": name, "namespace": self.namespace, "labels": {MANAGED_BY_KEY: "shipmate"}},
+                    "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
                     "data": data,
                 }
                 if kind == "Secret":
                     body["type"] = "Opaque"
                 self._call(create, self.namespace, body)
                 return "created"
-            labels = (current.get("metadata") or {}).get("labels") or {}
-            if labels.get(MANAGED_BY_KEY) != "shipmate":
-                raise TargetError(f"{where} exists but is not labelled {MANAGED_BY_KEY}=shipmate; refusing to overwrite it")
+            current_labels = (current.get("metadata") or {}).get("labels") or {}
+            if current_labels.get(MANAGED_BY_KEY) != "shipmate":
+                raise TargetError(
+                    f"{where} exists but is not labelled {MANAGED_BY_KEY}=shipmate; not touching it"
+                )
             # Replace the whole data map, so removed variables disappear (a merge would keep them).
-            self._call(patch, name, self.namespace, [{"op": "add", "path": "/data", "value": data}], _content_type=JSON_PATCH)
+            ops = [{"op": "add", "path": "/data", "value": data}]
+            self._call(patch, name, self.namespace, ops, _content_type=JSON_PATCH)
             return "updated"
         except ApiException as exc:
             raise TargetError(f"cannot write {where}: {_describe(exc)}") from exc
         except CONNECT_ERRORS as exc:
-            raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
-
-    def _deployment_ops(self, deployment: Obj, release: Release) -> list[Obj]:
-        """A JSON patch computed from a fresh GET.
-
-        A strategic merge patch would be the natural choice on a real cluster, but a JSON patch
-        behaves the same everywhere (test servers included); the `test` op makes it fail rather
-        than hit the wrong container if the list changed since the GET.
-        """
-        index, container = self._find_container(deployment)
-        base = f"/spec/template/spec/containers/{index}"
-        ops: list[Obj] = [
-            {"op": "test", "path": f"{base}/name", "value": self.container},
-            {"op": "replace", "path": f"{base}/image", "value": release.image},
-        ]
-        wanted = [("configMapRef", self.configmap_name), ("secretRef", self.secret_name)]
-        env_from = container.get("envFrom")
-        if env_from is None:
-            ops.append({"op": "add", "path": f"{base}/envFrom", "value": [{k: {"name": n}} for k, n in wanted]})
-        else:
-            for key, ref_name in wanted:
-                if not any((entry.get(key) or {}).get("name") == ref_name for entry in env_from):
-                    ops.append({"op": "add", "path": f"{base}/envFrom/-", "value": {key: {"name": ref_name}}})
-        template_meta = (deployment["spec"].get("template") or {}).get("metadata")
-        ops += _annotation_ops("/spec/template/metadata", template_meta, HASH_ANNOTATION, config_hash(release.variables))
-        ops += _annotation_ops("/metadata", deployment["metadata"], CAUSE_ANNOTATION, change_cause(release.annotations))
-        return ops
+            raise self._unreachable(exc) from exc
 
     def _patch_deployment(self, deployment: Obj, release: Release) -> Obj:
         for attempt in range(2):
-            ops = self._deployment_ops(deployment, release)
+            ops = deployment_patch(
+                deployment,
+                container=self.container,
+                image=release.image,
+                env_refs={"configMapRef": self.configmap_name, "secretRef": self.secret_name},
+                template_annotations={HASH_ANNOTATION: config_hash(release.variables)},
+                annotations={CAUSE_ANNOTATION: change_cause(release.annotations)},
+            )
             try:
                 return self._call(
                     self._apps.patch_namespaced_deployment,
@@ -400,10 +366,18 @@ class KubernetesTarget:
                     continue
                 raise TargetError(f"cannot patch Deployment {self.ref}: {_describe(exc)}") from exc
             except CONNECT_ERRORS as exc:
-                raise TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}") from exc
+                raise self._unreachable(exc) from exc
         raise AssertionError("unreachable")
 
     # Wait steps.
+
+    def _observe(self) -> tuple[bool, str, PodFailure | None]:
+        """One poll: kubectl's verdict, plus a stuck pod of the new release if there is one."""
+        deployment = self._call(self._apps.read_namespaced_deployment, self.deployment, self.namespace)
+        done, message = rollout_status(deployment, min_generation=self.generation_after)
+        if done or self.release is None:
+            return done, message, None
+        return False, message, self._find_failure(deployment, self.release.image)
 
     def _find_failure(self, deployment: Obj, image: str) -> PodFailure | None:
         labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
@@ -433,7 +407,9 @@ class KubernetesTarget:
             lines = str(text or "").splitlines()[-LOG_TAIL:]
             if lines:
                 which = "previous" if previous else "current"
-                log(f"last {len(lines)} log lines of pod {failure.pod} container {failure.container} ({which}):")
+                log(
+                    f"last {len(lines)} log lines of pod {failure.pod} container {failure.container} ({which}):"
+                )
                 for line in lines:
                     log(f"  {line}")
                 return
@@ -445,12 +421,3 @@ class KubernetesTarget:
             if should_stop():
                 raise Cancelled(f"cancelled while waiting for Deployment {self.ref}")
             time.sleep(min(left, 0.1))
-
-
-def _annotation_ops(path: str, meta: Mapping[str, Any] | None, key: str, value: str) -> list[Obj]:
-    # "add" on an object member replaces it, but its parent must exist.
-    if meta is None:
-        return [{"op": "add", "path": path, "value": {"annotations": {key: value}}}]
-    if not meta.get("annotations"):
-        return [{"op": "add", "path": f"{path}/annotations", "value": {key: value}}]
-    return [{"op": "add", "path": f"{path}/annotations/{_pointer(key)}", "value": value}]
