@@ -117,13 +117,16 @@ def get_redis() -> redis_lib.Redis:
     return _sync_client(settings.REDIS_URL)
 
 
-def get_async_redis() -> redis_async.Redis:
+def get_async_redis(name: str | None = None) -> redis_async.Redis:
     """A new asyncio client; the caller closes it with `await client.aclose()`.
 
     asyncio connections belong to one event loop, so none is shared. No socket
-    timeout: XREAD BLOCK waits longer than any sensible one.
+    timeout: XREAD BLOCK waits longer than any sensible one. `name` shows in
+    Redis' CLIENT LIST, which tells open live-log connections apart.
     """
-    return redis_async.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_connect_timeout=5)
+    return redis_async.Redis.from_url(
+        settings.REDIS_URL, decode_responses=True, socket_connect_timeout=5, client_name=name
+    )
 
 
 def publish_event(deployment_id: int, kind: str, **data: str) -> bool:
@@ -215,7 +218,8 @@ class LogWriter:
                         text=part,
                     )
                 )
-            due = len(self._buffer) >= self.batch_size or self._flush_due()
+            # After close() no timer runs: a straggler (say a log-streaming thread) is stored at once.
+            due = self._closed or len(self._buffer) >= self.batch_size or self._flush_due()
         if due:
             self._try_flush()
 

@@ -106,8 +106,22 @@ async def _snapshot(pk: int) -> str:
     return "".join(events)
 
 
+async def _render_entries(
+    pk: int, entries: list[tuple[str, dict[str, str]]], last: EntryId, *, as_text: bool
+) -> tuple[str, EntryId, bool]:
+    """Events for a batch of stream entries, the id of the last one, and whether it ended the log."""
+    events = []
+    for entry_id, fields in entries:
+        if fields.get("type") == "end":
+            events.append(await _end(pk, fields.get("status")))
+            return "".join(events), last, True
+        events.append(_render(entry_id, fields, as_text=as_text))
+        last = parse_event_id(entry_id) or last
+    return "".join(events), last, False
+
+
 async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[str]:
-    client = get_async_redis()
+    client = get_async_redis(name=f"shipmate-sse-{pk}")
     key = stream_key(pk)
     last = resume
     yield f"retry: {RETRY_MS}\n\n"
@@ -123,14 +137,10 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
                 yield await _snapshot(pk)
 
         while entries := await client.xrange(key, f"({_fmt(last)}", "+", count=CHUNK):
-            chunk = []
-            for entry_id, fields in entries:
-                if fields.get("type") == "end":
-                    yield "".join(chunk) + await _end(pk, fields.get("status"))
-                    return
-                chunk.append(_render(entry_id, fields, as_text=as_text))
-                last = parse_event_id(entry_id) or last
-            yield "".join(chunk)
+            chunk, last, ended = await _render_entries(pk, entries, last, as_text=as_text)
+            yield chunk
+            if ended:
+                return
 
         finished = await _is_finished(pk)
         while True:
@@ -146,14 +156,10 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
                 yield ": keepalive\n\n"
                 finished = await _is_finished(pk)
                 continue
-            chunk = []
-            for entry_id, fields in reply[0][1]:
-                if fields.get("type") == "end":
-                    yield "".join(chunk) + await _end(pk, fields.get("status"))
-                    return
-                chunk.append(_render(entry_id, fields, as_text=as_text))
-                last = parse_event_id(entry_id) or last
-            yield "".join(chunk)
+            chunk, last, ended = await _render_entries(pk, reply[0][1], last, as_text=as_text)
+            yield chunk
+            if ended:
+                return
     except redis_lib.RedisError as exc:
         # Serve what the database has and drop the connection: EventSource retries
         # with Last-Event-ID and picks up once Redis is back.

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from deployments import streams
 from deployments.views import audit, dashboard, deploy, deployment, environments
@@ -25,5 +25,6 @@ urlpatterns = [
     path("environments/<slug:name>/unlock", environments.environment_unlock, name="environment_unlock"),
     path("environments/<slug:name>/rollback", environments.environment_rollback, name="environment_rollback"),
     path("environments/<slug:name>/promote", environments.environment_promote, name="environment_promote"),
+    path("manage/", include("deployments.urls_manage")),
     path("admin/", admin.site.urls),
 ]

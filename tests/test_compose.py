@@ -62,11 +62,6 @@ def interpolate(value: str) -> str:
     return _INTERPOLATION.sub(lambda m: m.group(2) or "", value)
 
 
-def compose_vars() -> set[str]:
-    return set(_INTERPOLATION.findall((ROOT / "compose.yaml").read_text()) and
-               (m.group(1) for m in _INTERPOLATION.finditer((ROOT / "compose.yaml").read_text())))
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "compose.yaml").read_text())

@@ -168,6 +168,16 @@ def test_the_background_timer_flushes_a_quiet_writer(deployment):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_line_logged_after_close_is_still_stored(deployment):
+    writer = LogWriter(deployment.pk, flush_interval=60)
+    writer.close()
+
+    writer.line("straggler")
+
+    assert [line.text for line in LogLine.objects.filter(deployment=deployment)] == ["straggler"]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_lines_from_several_threads_are_all_stored_once_in_stream_order(deployment):
     with LogWriter(deployment.pk, flush_interval=0.01, batch_size=37) as writer:
 

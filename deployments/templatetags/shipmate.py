@@ -30,8 +30,12 @@ def badge_html(status: str, label: str | None = None) -> SafeString:
 @register.simple_tag(name="stage")
 def stage_html(stage_name: str, status: str) -> SafeString:
     return format_html(
-        '<li class="stage stage-{}" id="stage-{}"><span class="stage-name">{}</span> {}</li>',
+        # The element names its own SSE event, so it keeps listening after it
+        # replaces itself (outerHTML) with the next update.
+        '<li class="stage stage-{}" id="stage-{}" sse-swap="stage-{}" hx-swap="outerHTML">'
+        '<span class="stage-name">{}</span> {}</li>',
         _css_token(status),
+        _css_token(stage_name),
         _css_token(stage_name),
         stage_name,
         badge_html(status),

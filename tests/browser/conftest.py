@@ -47,6 +47,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_stale_log_streams() -> None:
+    """Each session builds a fresh database, so deployment ids start again at 1, but
+    Redis keeps the streams of earlier sessions (with a TTL): a page would replay an
+    old run's lines and its `end` event. The test Redis is ours; drop them."""
+    from deployments.logs import get_redis
+
+    client = get_redis()
+    stale = list(client.scan_iter(match="shipmate:log:*", count=1000))
+    if stale:
+        client.delete(*stale)
+
+
 @pytest.fixture
 def asgi_server(transactional_db: Any) -> Iterator[str]:
     """Base URL of pipeline_ui.asgi served by uvicorn. Transactional DB: the server's
@@ -55,7 +68,11 @@ def asgi_server(transactional_db: Any) -> Iterator[str]:
 
     port = _free_port()
     config = uvicorn.Config(
-        app=application, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+        app=application,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="warning",
         # An open event stream must not hold up teardown.
         timeout_graceful_shutdown=2,
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonpatch
 import pytest
 
 from deployments.pipeline.base import RolloutFailed
-from deployments.pipeline.targets.k8s_status import find_pod_failure, rollout_status
+from deployments.pipeline.targets.k8s_status import deployment_patch, find_pod_failure, rollout_status
 
 NEW = "reg/app@sha256:" + "b" * 64
 OLD = "reg/app@sha256:" + "a" * 64
@@ -139,3 +140,54 @@ def test_failing_init_container_is_a_failure() -> None:
         [pod(reason="CrashLoopBackOff", init=True)], container="app", image=NEW, max_restarts=3
     )
     assert failure is not None and failure.reason == "CrashLoopBackOff"
+
+
+def test_deployment_patch_targets_the_named_container_and_keeps_existing_env_refs() -> None:
+    before = {
+        "metadata": {"name": "web", "annotations": {"team": "shop"}},
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {"name": "proxy", "image": OLD},
+                        {"name": "app", "image": OLD, "envFrom": [{"configMapRef": {"name": "cfg"}}]},
+                    ]
+                },
+            }
+        },
+    }
+    ops = deployment_patch(
+        before,
+        container="app",
+        image=NEW,
+        env_refs={"configMapRef": "cfg", "secretRef": "sec"},
+        template_annotations={"shipmate.io/config-hash": "abc"},
+        annotations={"kubernetes.io/change-cause": "why"},
+    )
+    after = jsonpatch.apply_patch(before, ops)
+
+    assert ops[0] == {"op": "test", "path": "/spec/template/spec/containers/1/name", "value": "app"}
+    assert after["spec"]["template"]["spec"]["containers"] == [
+        {"name": "proxy", "image": OLD},
+        {
+            "name": "app",
+            "image": NEW,
+            "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "sec"}}],
+        },
+    ]
+    assert after["spec"]["template"]["metadata"]["annotations"] == {"shipmate.io/config-hash": "abc"}
+    assert after["metadata"]["annotations"] == {"team": "shop", "kubernetes.io/change-cause": "why"}
+
+
+def test_deployment_patch_fails_its_test_op_if_the_containers_moved() -> None:
+    deployment = {
+        "metadata": {},
+        "spec": {"template": {"metadata": {}, "spec": {"containers": [{"name": "app", "image": OLD}]}}},
+    }
+    ops = deployment_patch(
+        deployment, container="app", image=NEW, env_refs={}, template_annotations={}, annotations={}
+    )
+    deployment["spec"]["template"]["spec"]["containers"].insert(0, {"name": "sidecar", "image": OLD})
+    with pytest.raises(jsonpatch.JsonPatchTestFailed):
+        jsonpatch.apply_patch(deployment, ops)

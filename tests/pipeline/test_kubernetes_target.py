@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,6 +41,12 @@ def ns() -> str:
 @pytest.fixture
 def log() -> Log:
     return Log()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def digest() -> str:
@@ -197,7 +204,7 @@ def test_missing_deployment_is_a_target_error(cluster, ns, make_target, log) -> 
 
 
 def test_missing_container_is_a_target_error_naming_the_containers(cluster, ns, old_image, make_target, log):
-    with pytest.raises(TargetError, match=r"container 'api' not found in Deployment .*\(it has: app\)"):
+    with pytest.raises(TargetError, match=r"container 'api' not found in Deployment .*\(has: app\)"):
         make_target(container="api").apply(release(digest()), log=log)
     assert cluster.patch_count(ns, "web") == 0
 
@@ -345,12 +352,12 @@ def test_check_explains_a_paused_deployment(cluster, ns, make_target) -> None:
 
 
 def test_check_reports_an_unreachable_api(cluster, ns) -> None:
-    kubeconfig = cluster.kubeconfig.replace(cluster.url, "http://127.0.0.1:9")
+    kubeconfig = cluster.kubeconfig.replace(cluster.url, f"http://127.0.0.1:{closed_port()}")
     target = KubernetesTarget.from_settings(
         name="k8s", settings={"namespace": ns, "deployment": "web", "container": "app"}, kubeconfig=kubeconfig
     )
     with pytest.raises(
-        TargetError, match=r"cannot connect to the Kubernetes API at http://127.0.0.1:9: .*refused"
+        TargetError, match=r"cannot connect to the Kubernetes API at http://127.0.0.1:\d+: .*refused"
     ):
         target.check()
 
@@ -396,3 +403,16 @@ def test_build_target_makes_a_kubernetes_target_from_environment_settings(cluste
     assert isinstance(target, KubernetesTarget)
     assert target.timeout == 90
     assert target.current() == old_image
+
+
+def test_current_is_none_when_the_deployment_is_gone(cluster, ns, make_target) -> None:
+    assert make_target().current() is None
+
+
+def test_current_raises_when_the_api_is_unreachable(cluster, ns) -> None:
+    kubeconfig = cluster.kubeconfig.replace(cluster.url, f"http://127.0.0.1:{closed_port()}")
+    target = KubernetesTarget.from_settings(
+        name="k8s", settings={"namespace": ns, "deployment": "web", "container": "app"}, kubeconfig=kubeconfig
+    )
+    with pytest.raises(TargetError, match="cannot connect"):
+        target.current()

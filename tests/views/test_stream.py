@@ -334,6 +334,22 @@ def test_live_lines_arrive_while_connected_and_idle_streams_get_keepalives(
         assert events.rest()[-1] == {"event": "end", "data": "failed"}
 
 
+def test_disconnecting_client_releases_its_redis_connection(http, deployment, open_writer):
+    open_writer().line("first")
+
+    def sse_connections():
+        return [c for c in get_redis().client_list() if c["name"] == f"shipmate-sse-{deployment.pk}"]
+
+    with http.stream("GET", events_url(deployment)) as response:
+        Events(response).take(1)
+        assert len(sse_connections()) == 1
+
+    deadline = time.monotonic() + 5
+    while sse_connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sse_connections() == []
+
+
 def test_lines_only_in_the_database_are_sent_before_the_end_of_a_finished_deployment(http, deployment):
     with LogWriter(deployment.pk) as writer:
         writer.line("via redis")

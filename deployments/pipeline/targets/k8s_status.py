@@ -110,10 +110,8 @@ def find_pod_failure(
             continue
         name = (pod.get("metadata") or {}).get("name", "?")
         status: Obj = pod.get("status") or {}
-        statuses = list(status.get("initContainerStatuses") or []) + list(
-            status.get("containerStatuses") or []
-        )
-        for cs in statuses:
+        init = status.get("initContainerStatuses") or []
+        for cs in [*init, *(status.get("containerStatuses") or [])]:
             restarts = _int(cs.get("restartCount"))
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason") or ""

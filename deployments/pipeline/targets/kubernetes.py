@@ -222,11 +222,20 @@ class KubernetesTarget:
         )
 
     def current(self) -> str | None:
+        """The container's image now; None if the Deployment or the container is gone.
+
+        An unreachable API raises TargetError: "unknown" must not read as "nothing runs".
+        """
         try:
-            container = self._find_container(self._read_deployment())
-        except TargetError:
-            return None
-        return container.get("image")
+            deployment = self._call(self._apps.read_namespaced_deployment, self.deployment, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise TargetError(f"cannot read Deployment {self.ref}: {_describe(exc)}") from exc
+        except CONNECT_ERRORS as exc:
+            raise self._unreachable(exc) from exc
+        found = find_container(deployment, self.container)
+        return found[1].get("image") if found else None
 
     def apply(self, release: Release, *, log: LogFn) -> None:
         if "@sha256:" not in release.image:
