@@ -155,6 +155,9 @@ def _release(deployment: Deployment, image: str) -> Release:
         image=image,
         variables={v.name: v.value for v in variables},
         secret_names=frozenset(v.name for v in variables if v.is_secret),
+        # Keyed (see Environment.config_snapshot), so a low-entropy secret cannot be
+        # guessed from the annotation a cluster shows to anyone who reads the Deployment.
+        config_hash=env.config_hash()[:16],
         annotations={
             "deployment_id": str(deployment.pk),
             "commit": deployment.commit_sha,

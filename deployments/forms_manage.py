@@ -81,6 +81,7 @@ class EnvironmentForm(forms.Form):
         max_length=500,
         required=False,
         validators=[URLValidator(schemes=["http", "https"])],
+        label="Smoke URL",
         help_text="Optional URL checked after the rollout.",
     )
     # Docker target.
@@ -134,7 +135,7 @@ class EnvironmentForm(forms.Form):
     approvals_required = forms.IntegerField(min_value=1, max_value=20, initial=1)
     allow_self_approval = forms.BooleanField(required=False, widget=CHECKBOX)
     approval_ttl_minutes = forms.IntegerField(
-        min_value=1, initial=240, validators=[MaxValueValidator(525600)]
+        min_value=1, initial=240, validators=[MaxValueValidator(525600)], label="Approval lifetime (minutes)"
     )
 
     def __init__(self, *args: Any, instance: Environment | None = None, **kwargs: Any) -> None:

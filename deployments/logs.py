@@ -45,6 +45,13 @@ def stream_key(deployment_id: int) -> str:
     return f"shipmate:log:{deployment_id}"
 
 
+def discard_stream(deployment_id: int) -> None:
+    try:
+        get_redis().delete(stream_key(deployment_id))
+    except redis_lib.RedisError:
+        logger.warning("could not discard the old log stream of deployment %s", deployment_id)
+
+
 # --- masking -------------------------------------------------------------------
 
 

@@ -11,7 +11,6 @@ from . import permissions
 from .models import Deployment, Environment, Repository, Stage, Status
 from .models.deployment import WAITING
 
-
 _ACTIVE = {Status.QUEUED, Status.RUNNING, Status.AWAITING_APPROVAL, Status.APPROVED}
 
 

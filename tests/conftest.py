@@ -134,3 +134,12 @@ def celery_worker(transactional_db: Any, docker_engine: docker.DockerClient) -> 
     app.control.purge()
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as worker:
         yield worker
+
+
+@pytest.fixture(scope="session")
+def fake_cluster() -> Iterator[Any]:
+    """kmock over HTTP on 127.0.0.1 plus the controller emulator (tests/k8s/harness.py)."""
+    from tests.k8s.harness import FakeCluster
+
+    with FakeCluster.running() as cluster:
+        yield cluster

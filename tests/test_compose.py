@@ -32,7 +32,7 @@ def _settings_reads() -> dict[str, object]:
     reads: dict[str, object] = {}
     for path in sorted((ROOT / "pipeline_ui").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in READERS):
+            if not isinstance(node, ast.Call) or getattr(node.func, "id", None) not in READERS:
                 continue
             first = node.args[0] if node.args else None
             # A computed name would hide a variable from every check in this file.
@@ -120,9 +120,12 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_settings_scan_finds_the_variables_the_settings_read() -> None:
-    assert {"SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "SHIPMATE_LEASE_SECONDS"} <= set(SETTINGS_VARS)
+    core = {"SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "SHIPMATE_LEASE_SECONDS"}
+    assert core <= set(SETTINGS_VARS)
     assert "SHIPMATE_SERVE_STATIC" in SETTINGS_VARS  # read in asgi.py, not settings.py
-    assert SETTINGS_READS["SHIPMATE_LEASE_SECONDS"] == 60
+    # Literal defaults are compared with the docs; computed ones are described in words.
+    assert isinstance(SETTINGS_READS["SHIPMATE_LEASE_SECONDS"], int)
+    assert SETTINGS_READS["CELERY_BROKER_URL"] is _NO_DEFAULT
 
 
 def test_compose_has_web_worker_beat_redis_postgres_and_registry(services: dict[str, Any]) -> None:

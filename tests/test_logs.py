@@ -1,5 +1,6 @@
 import base64
 import json
+import logging
 import random
 import threading
 import time
@@ -201,6 +202,10 @@ def test_lines_from_several_threads_are_all_stored_once_in_stream_order(deployme
 
 @pytest.mark.django_db(transaction=True)
 def test_lines_reach_the_database_while_redis_is_down(deployment, caplog):
+    # Attach directly: an earlier Celery worker in the session may have rewired the root logger.
+    logger = logging.getLogger("deployments.logs")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.WARNING, logger="deployments.logs")
     # Nothing listens on port 1.
     dead = redis.Redis(port=1, socket_connect_timeout=0.2, decode_responses=True, retry=Retry(NoBackoff(), 1))
     with LogWriter(deployment.pk, redis=dead) as writer:
@@ -211,6 +216,7 @@ def test_lines_reach_the_database_while_redis_is_down(deployment, caplog):
     rows = list(LogLine.objects.filter(deployment=deployment).order_by("entry_ms", "entry_seq"))
     assert [r.text for r in rows] == [f"line {i}" for i in range(50)]
     assert len({r.event_id for r in rows}) == 50
+    logger.removeHandler(caplog.handler)
     assert "Redis unavailable" in caplog.text
 
 

@@ -1,5 +1,5 @@
 from .audit import AuditEvent
-from .deployment import Approval, Deployment, LogLine, Stage, Status, StageStatus, Trigger
+from .deployment import Approval, Deployment, LogLine, Stage, StageStatus, Status, Trigger
 from .environment import Environment, FreezeWindow, TargetKind, Variable
 from .repository import Repository
 

@@ -111,7 +111,9 @@ class Deployment(models.Model):
 
     @property
     def stream_key(self) -> str:
-        return f"shipmate:log:{self.pk}"
+        from ..logs import stream_key
+
+        return stream_key(self.pk)
 
 
 class Stage(models.Model):
@@ -153,6 +155,9 @@ class LogLine(models.Model):
             models.UniqueConstraint(fields=["deployment", "entry_ms", "entry_seq"], name="unique_log_entry")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.text[:60]}"
+
     @property
     def event_id(self) -> str:
         return f"{self.entry_ms}-{self.entry_seq}"
@@ -176,6 +181,9 @@ class Approval(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of #{self.deployment_id} by {self.approver_id}"
 
     @property
     def is_expired(self) -> bool:

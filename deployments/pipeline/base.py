@@ -41,6 +41,8 @@ class Release:
     secret_names: frozenset[str] = frozenset()
     # Recorded on the target (Kubernetes annotations, Docker labels).
     annotations: dict[str, str] = field(default_factory=dict)
+    # A keyed hash of the configuration, safe to show on the target; set by the caller.
+    config_hash: str = ""
 
 
 class Target(Protocol):

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from .. import permissions
+from ..logs import discard_stream
 from ..models import Deployment, Environment, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
 from ..pipeline import git
@@ -90,6 +90,9 @@ def _create(
     Stage.objects.bulk_create(
         Stage(deployment=deployment, name=name, position=i) for i, name in enumerate(STAGE_NAMES)
     )
+    # A stream left under this id (a database reset or restored while Redis kept
+    # its data) must not be replayed as this run's log.
+    transaction.on_commit(lambda: discard_stream(deployment.pk))
     action = "deployment.break_glass" if deployment.break_glass_reason else f"deployment.{trigger}"
     audit(
         user,

@@ -42,20 +42,26 @@ def registry() -> str:
 
 
 @pytest.fixture(scope="module")
-def images(client: docker.DockerClient, registry: str) -> dict[str, str]:
+def images(client: docker.DockerClient, registry: str) -> Iterator[dict[str, str]]:
     def site(text: str) -> dict[str, str]:
         return {"www/index.html": text, "www/healthz": "ok"}
 
     def push(tag: str, cmd: list[str], files: dict[str, str] | None = None) -> str:
         return build_and_push(client, registry, REPOSITORY, tag, cmd=cmd, files=files)
 
-    return {
+    built = {
         "v1": push("v1", httpd_cmd(), site("v1")),
         "v2": push("v2", httpd_cmd(), site("v2")),
         # Serves pages but has no /healthz, so the check sees 404 forever.
         "bad": push("bad", httpd_cmd(), {"www/index.html": "bad"}),
         "crash": push("crash", ["sh", "-c", "echo boom >&2; exit 3"]),
     }
+    yield built
+    for image in built.values():
+        try:
+            client.images.remove(image, force=True)
+        except docker.errors.ImageNotFound:
+            pass
 
 
 @pytest.fixture
@@ -232,6 +238,8 @@ def test_apply_pulls_an_image_that_is_not_present_locally(make_target, client, r
     deploy(target, image, log)
     assert f"Pulling {image}" in log
     assert target.current() == image
+    target.stop_and_remove()
+    client.images.remove(image, force=True)
 
 
 def test_cancel_while_waiting_raises_cancelled(make_target, images) -> None:

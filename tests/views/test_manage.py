@@ -72,7 +72,12 @@ def manage_objects(admin: User, dev: User, repository: Repository, dev_env: Envi
     variable.set_value("hello")
     variable.save()
     window = FreezeWindow.objects.create(
-        environment=dev_env, kind="weekly", reason="Friday", weekday=4, start_time="16:00", duration_minutes=60
+        environment=dev_env,
+        kind="weekly",
+        reason="Friday",
+        weekday=4,
+        start_time="16:00",
+        duration_minutes=60,
     )
     return {"repository": repository, "env": dev_env, "variable": variable, "window": window, "user": dev}
 
@@ -140,7 +145,7 @@ def test_manage_home_lists_repositories_environments_and_users(admin, dev, repos
     page = html(login(admin).get(reverse("manage_home")))
     assert reverse("manage_repository_edit", args=[repository.name]) in page
     assert reverse("manage_environment_edit", args=[dev_env.name]) in page
-    assert ">dev<" in page.replace("<td>dev", ">dev<") and permissions.DEVELOPERS in page
+    assert "<td>dev" in page and permissions.DEVELOPERS in page
 
 
 def test_admin_creates_and_edits_a_repository(admin):
@@ -161,7 +166,9 @@ def test_admin_creates_and_edits_a_repository(admin):
     assert event.details == {"changed": ["default_branch"]}
 
 
-@pytest.mark.parametrize("url", ["-oProxyCommand=touch /tmp/pwned", "ext::sh -c touch% /tmp/pwned", "ext::sh"])
+@pytest.mark.parametrize(
+    "url", ["-oProxyCommand=touch /tmp/pwned", "ext::sh -c touch% /tmp/pwned", "ext::sh"]
+)
 def test_repository_with_a_dangerous_git_url_is_refused_inline(admin, url):
     response = login(admin).post(reverse("manage_repository_new"), repo_data(git_url=url))
     assert response.status_code == 400
@@ -176,7 +183,9 @@ def test_repository_name_must_be_unique(admin, repository):
 
 
 def test_admin_creates_a_docker_environment_with_its_policy(admin, groups):
-    data = env_data(deploy_groups=[groups[permissions.DEVELOPERS].pk], approve_groups=[groups[permissions.ADMINS].pk])
+    data = env_data(
+        deploy_groups=[groups[permissions.DEVELOPERS].pk], approve_groups=[groups[permissions.ADMINS].pk]
+    )
     data.update(requires_approval="on", approvals_required="2")
     response = login(admin).post(reverse("manage_environment_new"), data)
     assert response.status_code == 302
@@ -190,7 +199,9 @@ def test_admin_creates_a_docker_environment_with_its_policy(admin, groups):
 
 
 def test_kubernetes_environment_needs_namespace_deployment_and_container(admin):
-    response = login(admin).post(reverse("manage_environment_new"), env_data(target_kind="kubernetes", port=None))
+    response = login(admin).post(
+        reverse("manage_environment_new"), env_data(target_kind="kubernetes", port=None)
+    )
     assert response.status_code == 400
     page = html(response)
     for field in ("namespace", "deployment", "container"):
@@ -211,11 +222,16 @@ def test_environment_edit_records_which_fields_changed(admin, dev_env):
 
 
 def test_kubeconfig_is_write_only(admin, make_environment):
-    env = make_environment("k8s", target_kind="kubernetes", target_settings={"namespace": "n", "deployment": "d",
-                                                                             "container": "c"})
+    env = make_environment(
+        "k8s",
+        target_kind="kubernetes",
+        target_settings={"namespace": "n", "deployment": "d", "container": "c"},
+    )
     client = login(admin)
     url = reverse("manage_environment_edit", args=["k8s"])
-    data = env_data(name="k8s", target_kind="kubernetes", port=None, namespace="n", deployment="d", container="c")
+    data = env_data(
+        name="k8s", target_kind="kubernetes", port=None, namespace="n", deployment="d", container="c"
+    )
 
     assert client.post(url, {**data, "kubeconfig": KUBECONFIG}).status_code == 302
     env.refresh_from_db()
@@ -235,7 +251,10 @@ def test_kubeconfig_is_write_only(admin, make_environment):
     assert client.post(url, {**data, "clear_kubeconfig": "on"}).status_code == 302
     env.refresh_from_db()
     assert env.kubeconfig_encrypted == ""
-    assert "kubeconfig cleared" in AuditEvent.objects.filter(action="environment.update").first().details["changed"]
+    assert (
+        "kubeconfig cleared"
+        in AuditEvent.objects.filter(action="environment.update").first().details["changed"]
+    )
 
 
 def test_text_that_is_not_a_kubeconfig_is_refused_without_echoing_it(admin, dev_env):
@@ -290,7 +309,10 @@ def test_plain_variable_is_shown_and_can_be_deleted(admin, dev_env):
     assert "debug" in html(client.get(reverse("manage_environment_edit", args=["dev"])))
     response = client.post(reverse("manage_variable_delete", args=["dev", variable.pk]))
     assert response.status_code == 302 and not Variable.objects.exists()
-    assert AuditEvent.objects.get(action="variable.delete").details == {"variable": "LOG_LEVEL", "is_secret": False}
+    assert AuditEvent.objects.get(action="variable.delete").details == {
+        "variable": "LOG_LEVEL",
+        "is_secret": False,
+    }
 
 
 def test_one_off_freeze_must_end_after_it_starts(admin, dev_env):
@@ -310,7 +332,11 @@ def test_weekly_freeze_needs_a_duration_and_a_reason(admin, dev_env):
     data = {"kind": "weekly", "reason": "  ", "weekday": "4", "start_time": "16:00", "duration_minutes": "0"}
     response = login(admin).post(reverse("manage_freeze_add", args=["dev"]), data)
     page = html(response)
-    assert response.status_code == 400 and 'id="duration_minutes-errors"' in page and 'id="reason-errors"' in page
+    assert (
+        response.status_code == 400
+        and 'id="duration_minutes-errors"' in page
+        and 'id="reason-errors"' in page
+    )
     assert not FreezeWindow.objects.exists()
 
 
@@ -320,8 +346,9 @@ def test_admin_adds_and_removes_a_freeze_window(admin, dev_env):
     data = {
         "kind": "once",
         "reason": "Audit week",
-        "starts_at": (now - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M"),
-        "ends_at": (now + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M"),
+        # The format a browser's datetime-local input sends.
+        "starts_at": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
     }
     assert client.post(reverse("manage_freeze_add", args=["dev"]), data).status_code == 302
     window = FreezeWindow.objects.get()
@@ -333,8 +360,12 @@ def test_admin_adds_and_removes_a_freeze_window(admin, dev_env):
 
 def test_admin_changes_a_users_roles(admin, dev):
     client = login(admin)
-    assert f'action="{reverse("manage_user_roles", args=[dev.pk])}"' in html(client.get(reverse("manage_users")))
-    response = client.post(reverse("manage_user_roles", args=[dev.pk]), {"groups": [permissions.RELEASE_MANAGERS]})
+    assert f'action="{reverse("manage_user_roles", args=[dev.pk])}"' in html(
+        client.get(reverse("manage_users"))
+    )
+    response = client.post(
+        reverse("manage_user_roles", args=[dev.pk]), {"groups": [permissions.RELEASE_MANAGERS]}
+    )
     assert response.status_code == 302
     assert set(dev.groups.values_list("name", flat=True)) == {permissions.RELEASE_MANAGERS}
     event = AuditEvent.objects.get(action="user.roles")
@@ -345,7 +376,9 @@ def test_admin_changes_a_users_roles(admin, dev):
 
 def test_admin_cannot_drop_their_own_admins_role(admin):
     client = login(admin)
-    response = client.post(reverse("manage_user_roles", args=[admin.pk]), {"groups": [permissions.DEVELOPERS]})
+    response = client.post(
+        reverse("manage_user_roles", args=[admin.pk]), {"groups": [permissions.DEVELOPERS]}
+    )
     assert response.status_code == 302
     assert list(admin.groups.values_list("name", flat=True)) == [permissions.ADMINS]
     assert not AuditEvent.objects.filter(action="user.roles").exists()
@@ -379,7 +412,11 @@ def test_test_connection_reports_an_unreachable_engine(admin, make_environment):
 def test_test_connection_reports_a_broken_kubernetes_setup(admin, make_environment):
     make_environment("k8s", target_kind="kubernetes", target_settings={"namespace": "n", "deployment": "d"})
     response = login(admin).post(reverse("manage_environment_test_connection", args=["k8s"]), follow=True)
-    assert response.status_code == 200 and "Connection failed" in html(response) and "container" in html(response)
+    assert (
+        response.status_code == 200
+        and "Connection failed" in html(response)
+        and "container" in html(response)
+    )
 
 
 def test_manage_posts_need_a_csrf_token(admin, dev_env):

@@ -356,7 +356,7 @@ class KubernetesTarget:
                 container=self.container,
                 image=release.image,
                 env_refs={"configMapRef": self.configmap_name, "secretRef": self.secret_name},
-                template_annotations={HASH_ANNOTATION: config_hash(release.variables)},
+                template_annotations={HASH_ANNOTATION: release.config_hash or config_hash(release.variables)},
                 annotations={CAUSE_ANNOTATION: change_cause(release.annotations)},
             )
             try:
