@@ -208,18 +208,18 @@ def resolve_ref(
     for line in listing.splitlines():
         sha, _, name = line.partition("\t")
         refs[name] = sha
-    sha = _match_ref(refs, ref, log)
-    if sha:
-        log(f"Resolved {ref} to {sha}")
-        return sha
+    found = _match_ref(refs, ref, log)
+    if found:
+        log(f"Resolved {ref} to {found}")
+        return found
     if _HEX_RE.match(ref):
         lowered = ref.lower()
         if len(lowered) == 40 and lowered in refs.values():
             return lowered
-        sha = _resolve_commit_by_fetch(url, lowered, allowed_protocols, should_stop)
-        if sha:
-            log(f"Resolved {ref} to {sha}")
-            return sha
+        found = _resolve_commit_by_fetch(url, lowered, allowed_protocols, should_stop)
+        if found:
+            log(f"Resolved {ref} to {found}")
+            return found
     raise GitError(f"ref '{ref}' does not exist in {shown}")
 
 

@@ -58,10 +58,7 @@ def images(client: docker.DockerClient, registry: str) -> Iterator[dict[str, str
     }
     yield built
     for image in built.values():
-        try:
-            client.images.remove(image, force=True)
-        except docker.errors.ImageNotFound:
-            pass
+        remove_image(client, image)
 
 
 @pytest.fixture
@@ -79,6 +76,14 @@ def make_target(client: docker.DockerClient) -> Iterator[Callable[..., DockerTar
     yield make
     for target in made:
         target.stop_and_remove()
+
+
+def remove_image(client: docker.DockerClient, image: str) -> None:
+    # By id: removing the digest reference alone would leave the tagged image behind.
+    try:
+        client.images.remove(client.images.get(image).id, force=True)
+    except docker.errors.ImageNotFound:
+        pass
 
 
 def page(port: int) -> str:
@@ -232,14 +237,14 @@ def test_apply_pulls_an_image_that_is_not_present_locally(make_target, client, r
     image = build_and_push(
         client, registry, REPOSITORY, "pulled", cmd=httpd_cmd(), files={"www/healthz": "ok"}
     )
-    client.images.remove(client.images.get(image).id, force=True)
+    remove_image(client, image)
     target = make_target()
     log = Log()
     deploy(target, image, log)
     assert f"Pulling {image}" in log
     assert target.current() == image
     target.stop_and_remove()
-    client.images.remove(image, force=True)
+    remove_image(client, image)
 
 
 def test_cancel_while_waiting_raises_cancelled(make_target, images) -> None:

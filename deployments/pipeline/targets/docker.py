@@ -70,7 +70,7 @@ class DockerTarget:
             raise TargetError(
                 f"network_mode must be 'host', 'bridge' or a Docker network name, not {network_mode!r}"
             )
-        if network_mode == "none" or network_mode.startswith("container"):
+        if network_mode == "none":
             raise TargetError(
                 f"network_mode {network_mode!r} would leave the app unreachable for the health check"
             )

@@ -195,7 +195,7 @@ class KubernetesTarget:
             raise TargetError(
                 f"container {self.container!r} not found in Deployment {self.ref} (has: {names})"
             )
-        return found[1]
+        return dict(found[1])
 
     def _precheck(self, deployment: Obj) -> Obj:
         container = self._find_container(deployment)
@@ -268,9 +268,9 @@ class KubernetesTarget:
             except ApiException as exc:
                 if exc.status == 404:
                     raise RolloutFailed(f"Deployment {self.ref} disappeared during the rollout") from exc
-                errors, error = errors + 1, exc
+                errors, error = errors + 1, _describe(exc)
             except CONNECT_ERRORS as exc:
-                errors, error = errors + 1, exc
+                errors, error = errors + 1, _describe(exc)
             else:
                 errors = 0
                 if message != last_message:
@@ -282,7 +282,7 @@ class KubernetesTarget:
                     self._log_container(failure, log)
                     raise RolloutFailed(str(failure))
             if errors >= MAX_API_ERRORS:
-                raise RolloutFailed(f"lost contact with the Kubernetes API: {_describe(error)}")
+                raise RolloutFailed(f"lost contact with the Kubernetes API: {error}")
             now = time.monotonic()
             if now >= deadline:
                 raise RolloutFailed(f"rollout did not finish within {self.timeout:g} s")
