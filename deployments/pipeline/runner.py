@@ -117,7 +117,6 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                 client, repository=plan.image_repository, tag=sha, log=rec.log,
                 should_stop=rec.should_stop, auth_config=plan.registry_auth,
             )
-            rec.log(f"pushed {digest}")
             rec.record(image_digest=digest)
         return digest
 

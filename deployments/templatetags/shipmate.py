@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from django import template
 from django.utils.html import format_html
@@ -45,3 +46,18 @@ def stage_html(stage_name: str, status: str) -> SafeString:
 @register.simple_tag(name="log_line")
 def line_html(stage: str, text: str) -> SafeString:
     return format_html('<div class="line" data-stage="{}">{}</div>', stage, text)
+
+
+@register.filter
+def seconds(value: timedelta | None) -> str:
+    """A duration the way a log reader wants it: 2.3 s, 4 min 05 s, 1 h 02 min."""
+    if value is None:
+        return ""
+    total = value.total_seconds()
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, secs = divmod(int(total), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

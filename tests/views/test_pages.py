@@ -141,3 +141,37 @@ def test_deploying_older_code_asks_for_confirmation(dev, repository, dev_env, de
     # Newer code needs no confirmation.
     response = client.post(reverse("deploy"), {**form, "ref": "main"})
     assert response.status_code == 302
+
+
+def test_page_renders_the_tail_and_load_earlier_returns_the_lines_before_it(dev, repository, dev_env, settings):
+    from deployments.models import LogLine
+
+    settings.LOG_PAGE_TAIL = 10
+    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev, status=Status.SUCCEEDED)
+    LogLine.objects.bulk_create(
+        LogLine(deployment=deployment, entry_ms=1000 + i, entry_seq=0, stage="build", text=f"line {i:02d}") for i in range(25)
+    )
+    client = login(dev)
+    page = client.get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
+    assert "line 24" in page and "line 15" in page and "line 14" not in page
+    assert 'id="load-earlier"' in page
+    earlier = client.get(reverse("deployment_log_earlier", args=[deployment.pk]), {"before": "1015-0"}, HTTP_HX_REQUEST="true")
+    html = earlier.content.decode()
+    assert "line 05" in html and "line 14" in html and "line 04" not in html and "line 15" not in html
+    assert "before=1005-0" in html  # the next "load earlier" continues from there
+
+
+def test_deployment_page_lists_changed_variables_but_never_secret_values(dev, repository, dev_env):
+    previous = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", requested_by=dev, status=Status.SUCCEEDED,
+        finished_at=timezone.now(), config_snapshot=dev_env.config_snapshot(),
+    )
+    secret = dev_env.variables.create(name="API_KEY", is_secret=True)
+    secret.set_value("sk-very-secret-value")
+    secret.save()
+    dev_env.variables.create(name="MODE", plain_value="fast")
+    current = services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main")
+    html = login(dev).get(reverse("deployment_detail", args=[current.pk])).content.decode()
+    assert "API_KEY</code> added" in html and "MODE</code> added" in html
+    assert "sk-very-secret-value" not in html
+    assert f"#{previous.pk}" in html

@@ -1,0 +1,137 @@
+"""One run per environment, in FIFO order, when many claimers race on PostgreSQL
+(READ COMMITTED): threads calling the claim directly, then two real Celery workers."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from deployments import services
+from deployments.models import Deployment, Status
+from deployments.services import runs
+from tests.services.test_deployment_run import FINAL, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 16
+
+
+def race_claims(candidates: list[int], *, aim_at: int) -> list[int]:
+    """One round: THREADS threads claim at the same instant; returns the ids claimed.
+    Half the threads aim at `aim_at` (the expected head), so every round really races
+    for it; the rest pick any deployment, finished ones included."""
+    barrier = threading.Barrier(THREADS)
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+
+    def claim(i: int) -> None:
+        target = aim_at if i % 2 == 0 else random.choice(candidates)
+        try:
+            barrier.wait(timeout=10)
+            if runs.deployment_claim(deployment_id=target, worker=f"w{i}") is not None:
+                claimed.append(target)
+        except BaseException as exc:  # surfaced in the test thread below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    return claimed
+
+
+def running_in(environment: Any) -> list[int]:
+    return list(Deployment.objects.filter(environment=environment, status=Status.RUNNING).values_list("pk", flat=True))
+
+
+def test_claims_race_from_many_threads_and_only_the_head_wins(
+    high_ids, private_queue, dev, repository, dev_env
+):
+    ids = [
+        Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev).pk
+        for _ in range(8)
+    ]
+    waiting = list(ids)
+    rounds = 0
+    while waiting:
+        rounds += 1
+        assert rounds < 200, f"no progress; still waiting: {waiting}"
+        claimed = race_claims(ids, aim_at=waiting[0])
+        assert len(claimed) <= 1, f"round {rounds}: {claimed} all claimed"
+        assert running_in(dev_env) == claimed
+        if not claimed:
+            continue
+        assert claimed == [waiting[0]], "a deployment other than the FIFO head was claimed"
+        # While it runs, nobody else may start in this environment, the head included.
+        assert race_claims(ids, aim_at=waiting[1] if len(waiting) > 1 else waiting[0]) == []
+        assert running_in(dev_env) == claimed
+        deployment = Deployment.objects.get(pk=claimed[0])
+        runs.deployment_finish(deployment=deployment, status=Status.SUCCEEDED)
+        waiting.pop(0)
+
+    done = Deployment.objects.filter(pk__in=ids)
+    assert set(done.values_list("status", flat=True)) == {Status.SUCCEEDED}
+    assert list(done.order_by("started_at").values_list("pk", flat=True)) == ids
+    assert all(d.attempts == 1 for d in done)
+
+
+@pytest.fixture
+def two_workers(private_queue: str, docker_engine: Any) -> Iterator[list[Any]]:
+    """Two real workers, each in its own thread, consuming the same queue from the
+    real Redis broker (no ping check: Shipmate keeps no result backend)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from pipeline_ui.celery import app
+
+    with ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                start_worker(
+                    app, pool="solo", perform_ping_check=False, shutdown_timeout=60,
+                    hostname=f"{name}@test", queues=[private_queue],
+                )
+            )
+            for name in ("w1", "w2")
+        ]
+        yield workers
+
+
+def test_two_real_workers_run_one_environment_in_fifo_order(
+    high_ids, two_workers, dev, repository, make_environment
+):
+    busy, other = make_environment("busy"), make_environment("other", order=20)
+    plan = [(busy, "main"), (other, "v1.0"), (busy, "v1.0"), (other, "main"), (busy, "main"),
+            (busy, "v1.0"), (other, "main"), (busy, "main")]  # fmt: skip
+    requested = [
+        services.deployment_request(user=dev, repository=repository, environment=env, ref=ref)
+        for env, ref in plan
+    ]
+    finished = [wait_for(d, FINAL, timeout=120) for d in requested]
+
+    assert [d.status for d in finished] == [Status.SUCCEEDED] * len(plan), [d.error for d in finished]
+    for env in (busy, other):
+        runs_here = [d for d in finished if d.environment_id == env.pk]
+        by_start = sorted(runs_here, key=lambda d: d.started_at)
+        assert [d.pk for d in by_start] == [d.pk for d in runs_here], f"{env} did not run in FIFO order"
+        for before, after in zip(by_start, by_start[1:], strict=False):
+            assert before.finished_at <= after.started_at, f"#{before.pk} and #{after.pk} overlapped in {env}"
+    # Both workers took part: with each worker holding one message at a time, the
+    # second environment's run goes to whichever worker is not busy with the first.
+    workers = {d.worker.rpartition(":")[2] for d in finished}
+    assert workers == {"w1@test", "w2@test"}, workers
+    assert _overlapped([d for d in finished if d.environment_id == busy.pk],
+                       [d for d in finished if d.environment_id == other.pk])  # fmt: skip
+
+
+def _overlapped(a: list[Deployment], b: list[Deployment]) -> bool:
+    return any(x.started_at < y.finished_at and y.started_at < x.finished_at for x in a for y in b)
