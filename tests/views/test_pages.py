@@ -175,3 +175,30 @@ def test_deployment_page_lists_changed_variables_but_never_secret_values(dev, re
     assert "API_KEY</code> added" in html and "MODE</code> added" in html
     assert "sk-very-secret-value" not in html
     assert f"#{previous.pk}" in html
+
+
+def test_expired_approval_is_shown_as_unusable(dev, release, repository, live_env):
+    from datetime import timedelta
+
+    from deployments.models import Approval
+
+    deployment = Deployment.objects.create(
+        repository=repository, environment=live_env, ref="main", requested_by=dev, status=Status.AWAITING_APPROVAL,
+        commit_sha="c" * 40, image_digest="r/x@sha256:" + "c" * 64,
+    )
+    Approval.objects.create(
+        deployment=deployment, approver=release, decision="approved", commit_sha=deployment.commit_sha,
+        image_digest=deployment.image_digest, config_hash=live_env.config_hash(),
+        expires_at=timezone.now() - timedelta(minutes=5),
+    )
+    html = login(dev).get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
+    assert "0 of 1 valid" in html
+    assert "cannot be used" in html
+
+
+def test_admin_tests_the_connection_from_the_environment_page(admin, dev_env):
+    client = login(admin)
+    page = client.get(reverse("environment_detail", args=[dev_env.name])).content.decode()
+    assert "Test connection" in page
+    response = client.post(reverse("manage_environment_test_connection", args=[dev_env.name]), follow=True)
+    assert "Docker" in response.content.decode()
