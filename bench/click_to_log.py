@@ -27,6 +27,7 @@ from bench.common import (
     make_repository,
     make_user,
     remove_bench_containers,
+    remove_bench_images,
     setup_django,
     wait_finished,
 )
@@ -34,8 +35,14 @@ from bench.report import median, table, write_section
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 DEPLOYMENT_URL = re.compile(r"/deployments/(\d+)/$")
 # Page-side clock throughout (Date.now()): the submit that queued the run, the first
@@ -74,7 +81,9 @@ def _demo_repo(path: Path) -> Path:
     fresh_demo_repo(path)
     _git(path, "checkout", "-q", "-b", "bench-v1", "v1.0")
     dockerfile = (path / "Dockerfile").read_text()
-    (path / "Dockerfile").write_text(dockerfile.replace("FROM scratch\n", f"FROM scratch\nLABEL bench.v1={uuid.uuid4().hex}\n", 1))
+    (path / "Dockerfile").write_text(
+        dockerfile.replace("FROM scratch\n", f"FROM scratch\nLABEL bench.v1={uuid.uuid4().hex}\n", 1)
+    )
     _git(path, "commit", "-q", "-am", "v1.0, cold")
     _git(path, "tag", "-f", "-a", "v1.0", "-m", "Version 1.0")
     _git(path, "checkout", "-q", "main")
@@ -143,18 +152,31 @@ def main() -> None:
             browser.close()
     finally:
         remove_bench_containers()
+        remove_bench_images()
 
     rows = [
-        [str(i + 1), f"`{r['ref']}`", "cold (built)" if r["cold"] else "warm (reused)", r["status"],
-         f"{r['first_line_ms']:.0f}", f"{r['succeeded_ms']:.0f}", f"{r['server_ms']:.0f}"]
+        [
+            str(i + 1),
+            f"`{r['ref']}`",
+            "cold (built)" if r["cold"] else "warm (reused)",
+            r["status"],
+            f"{r['first_line_ms']:.0f}",
+            f"{r['succeeded_ms']:.0f}",
+            f"{r['server_ms']:.0f}",
+        ]
         for i, r in enumerate(results)
     ]
     cold = [r for r in results if r["cold"]]
     warm = [r for r in results if not r["cold"]]
     summary = [
-        [label, str(len(group)), f"{median([r['first_line_ms'] for r in group]):.0f}",
-         f"{median([r['succeeded_ms'] for r in group]):.0f}"]
-        for label, group in (("cold", cold), ("warm", warm)) if group
+        [
+            label,
+            str(len(group)),
+            f"{median([r['first_line_ms'] for r in group]):.0f}",
+            f"{median([r['succeeded_ms'] for r in group]):.0f}",
+        ]
+        for label, group in (("cold", cold), ("warm", warm))
+        if group
     ]
     markdown = f"""
 ## Click → log line → Succeeded, in Chromium

@@ -142,6 +142,23 @@ def remove_bench_containers() -> None:
         client.close()
 
 
+def remove_bench_images() -> None:
+    """Images our runs built (tests and other runs never use the shipmate-bench names)."""
+    import docker
+    from docker.errors import APIError
+
+    client = docker.from_env()
+    try:
+        for image in client.images.list():
+            if any("/shipmate-bench/" in tag for tag in image.tags):
+                try:
+                    client.images.remove(image.id, force=True)
+                except APIError:
+                    pass  # gone meanwhile, or a running container still uses it: leave it
+    finally:
+        client.close()
+
+
 # --- the web server and a session -------------------------------------------------
 
 
@@ -154,7 +171,11 @@ def asgi_server() -> Iterator[str]:
 
     port = free_port()
     config = uvicorn.Config(
-        app=application, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+        app=application,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="warning",
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
@@ -229,9 +250,20 @@ class SseReaders:
     def __init__(self, url: str, cookie: str, *, clients: int = 1, timeout: float = 60) -> None:
         self.timeout = timeout
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.sse_client", url, cookie, "--clients", str(clients),
-             "--timeout", str(timeout)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "bench.sse_client",
+                url,
+                cookie,
+                "--clients",
+                str(clients),
+                "--timeout",
+                str(timeout),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
 
     def wait_ready(self) -> None:

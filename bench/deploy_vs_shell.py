@@ -27,6 +27,7 @@ from bench.common import (
     make_repository,
     make_user,
     remove_bench_containers,
+    remove_bench_images,
     setup_django,
     wait_finished,
 )
@@ -52,38 +53,30 @@ def _shipmate_run(user: Any, repository: Any, env: Any, repo_dir: Path) -> dict[
         if s.started_at and s.finished_at
     }
     steps["queue"] = (deployment.started_at - deployment.created_at).total_seconds() * 1000
-    return {"total_ms": (deployment.finished_at - deployment.created_at).total_seconds() * 1000, "steps": steps}
+    return {
+        "total_ms": (deployment.finished_at - deployment.created_at).total_seconds() * 1000,
+        "steps": steps,
+    }
 
 
 def _by_hand_run(repo_dir: Path, port: int) -> dict[str, Any]:
     start = time.monotonic()
     result = subprocess.run(
         ["bash", str(ROOT / "bench" / "by_hand.sh"), str(repo_dir), str(port), "shipmate-bench-byhand"],
-        capture_output=True, text=True, timeout=180, check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     total = (time.monotonic() - start) * 1000
     if result.returncode != 0:
         raise RuntimeError(f"by_hand.sh failed: {result.stderr.strip()}")
     steps = {
-        parts[1]: float(parts[2]) for parts in (line.split() for line in result.stdout.splitlines())
+        parts[1]: float(parts[2])
+        for parts in (line.split() for line in result.stdout.splitlines())
         if len(parts) == 3 and parts[0] == "step"
     }
     return {"total_ms": total, "steps": steps}
-
-
-def _remove_images() -> None:
-    import docker
-
-    client = docker.from_env()
-    try:
-        for image in client.images.list():
-            if any("/shipmate-bench/" in tag for tag in image.tags):
-                try:
-                    client.images.remove(image.id, force=True)
-                except docker.errors.APIError:
-                    pass  # still in use by someone's container: leave it
-    finally:
-        client.close()
 
 
 def main() -> None:
@@ -102,13 +95,15 @@ def main() -> None:
     try:
         with celery_worker():
             for i in range(args.runs):
-                shipmate.append(_shipmate_run(dev, repository, env, fresh_demo_repo(scratch / f"shipmate-{i}")))
+                shipmate.append(
+                    _shipmate_run(dev, repository, env, fresh_demo_repo(scratch / f"shipmate-{i}"))
+                )
                 print(f"shipmate {i + 1}: {shipmate[-1]}")
                 by_hand.append(_by_hand_run(fresh_demo_repo(scratch / f"hand-{i}"), hand_port))
                 print(f"by hand  {i + 1}: {by_hand[-1]}")
     finally:
         remove_bench_containers()
-        _remove_images()
+        remove_bench_images()
 
     ship_median = median([r["total_ms"] for r in shipmate])
     hand_median = median([r["total_ms"] for r in by_hand])
@@ -117,8 +112,11 @@ def main() -> None:
         for i, (s, h) in enumerate(zip(shipmate, by_hand, strict=True))
     ]
     steps = [
-        [name, f"{median([r['steps'].get(name, 0.0) for r in shipmate]):.0f}",
-         f"{median([r['steps'].get(name, 0.0) for r in by_hand]):.0f}" if name != "queue" else "—"]
+        [
+            name,
+            f"{median([r['steps'].get(name, 0.0) for r in shipmate]):.0f}",
+            f"{median([r['steps'].get(name, 0.0) for r in by_hand]):.0f}" if name != "queue" else "—",
+        ]
         for name in ["queue", *STEPS]
     ]
     overhead = ship_median - hand_median

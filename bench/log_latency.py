@@ -14,7 +14,16 @@ import argparse
 import time
 from typing import Any
 
-from bench.common import SseReaders, asgi_server, login_cookie, make_environment, make_user, ms, paced, setup_django
+from bench.common import (
+    SseReaders,
+    asgi_server,
+    login_cookie,
+    make_environment,
+    make_user,
+    ms,
+    paced,
+    setup_django,
+)
 from bench.report import percentile, table, write_section
 
 
@@ -34,7 +43,11 @@ def _latency_run(base: str, cookie: str, deployment: Any, lines: int, interval: 
     readers.wait_ready()
     time.sleep(0.3)  # let the view reach its blocking XREAD, so we time the live path
     with LogWriter(deployment.pk) as writer:
-        paced(lines, interval, lambda i: writer.line(f"step output BENCH#{i}@{time.monotonic_ns()}", stage="build"))
+        paced(
+            lines,
+            interval,
+            lambda i: writer.line(f"step output BENCH#{i}@{time.monotonic_ns()}", stage="build"),
+        )
         writer.line("BENCH-END")
     client = readers.result()["clients"][0]
     latencies = client.get("latencies_ns", [])
@@ -76,6 +89,17 @@ def _throughput_run(base: str, cookie: str, deployment: Any, lines: int) -> dict
     }
 
 
+def _writer_alone(deployment: Any, lines: int) -> dict:
+    from deployments.logs import LogWriter
+
+    start = time.monotonic_ns()
+    with LogWriter(deployment.pk) as writer:
+        for i in range(lines):
+            writer.line(f"step output BENCH#{i}@{time.monotonic_ns()}", stage="build")
+        written = time.monotonic_ns()
+    return {"lines": lines, "xadd_per_s": lines / ((written - start) / 1e9)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=2000)
@@ -97,15 +121,32 @@ def main() -> None:
         cookie = login_cookie(base, "dev")
         html = _latency_run(base, cookie, _deployment(dev, env, repository), args.lines, interval, "")
         print(f"html: {html}")
-        text = _latency_run(base, cookie, _deployment(dev, env, repository), args.lines, interval, "?format=text")
+        text = _latency_run(
+            base, cookie, _deployment(dev, env, repository), args.lines, interval, "?format=text"
+        )
         print(f"text: {text}")
         burst = _throughput_run(base, cookie, _deployment(dev, env, repository), args.burst)
         print(f"burst: {burst}")
+        alone = _writer_alone(_deployment(dev, env, repository), args.burst // 5)
+        print(f"writer alone: {alone}")
 
     rows = [
         [name, f"{r['received']}/{args.lines}", ms(r["p50"]), ms(r["p90"]), ms(r["p99"]), ms(r["max"])]
         for name, r in (("HTML fragments (what the page uses)", html), ("`?format=text`", text))
     ]
+    throughput = table(
+        ["", "lines/s"],
+        [
+            ["XADD by the writer, no reader connected", f"{alone['xadd_per_s']:,.0f}"],
+            ["XADD by the writer, one reader", f"{burst['xadd_per_s']:,.0f}"],
+            [
+                f"stored in the database ({burst['stored']:,} rows, SQLite WAL)",
+                f"{burst['stored_per_s']:,.0f}",
+            ],
+            [f"received by the reader ({burst['received']:,} lines)", f"{burst['received_per_s']:,.0f}"],
+        ],
+    )
+    latency = table(["Stream", "Lines received", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)
     markdown = f"""
 ## Log latency: worker write → browser-like client
 
@@ -116,21 +157,22 @@ writes {args.lines} lines with `LogWriter` at one line per {args.interval_ms:g} 
 line carries the `CLOCK_MONOTONIC` time it was written, the reader subtracts it from the
 time it parsed the line.
 
-{table(["Stream", "Lines received", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows)}
+{latency}
 
-Throughput: {burst['lines']:,} lines written as fast as one thread can
-(`LogWriter.line()` → XADD, batched insert every {200} lines):
+Throughput: {burst["lines"]:,} lines written as fast as one thread can (`LogWriter.line()`:
+one XADD per line, a batched insert every 200 lines), with one reader on the stream, and
+{alone["lines"]:,} with none (the server thread then has nothing to render):
 
-{table(["", "lines/s"], [
-    ["XADD by the writer", f"{burst['xadd_per_s']:,.0f}"],
-    [f"stored in the database ({burst['stored']:,} rows, SQLite WAL)", f"{burst['stored_per_s']:,.0f}"],
-    [f"received by the reader ({burst['received']:,} lines)", f"{burst['received_per_s']:,.0f}"],
-])}
+{throughput}
 
-During the burst a line waited p50 {ms(burst['p50'])} ms / p99 {ms(burst['p99'])} ms for the
-reader (queueing, not the idle latency above). The stream keeps the newest
-{settings.LOG_STREAM_MAXLEN:,} entries (`SHIPMATE_LOG_STREAM_MAXLEN`); a reader that falls
-further behind than that would skip lines live and find them in the database on reload.
+Storing is part of `line()` (every 200th call inserts the batch), so the stored rate is
+the writer's rate; the reader kept up with it. With a reader connected the writer slows
+down, most likely because the server thread rendering the stream shares this process's GIL.
+
+During the burst a line waited p50 {ms(burst["p50"])} ms / p99 {ms(burst["p99"])} ms for the
+reader (queueing behind the burst, not the idle latency above). The stream keeps the
+newest {settings.LOG_STREAM_MAXLEN:,} entries (`SHIPMATE_LOG_STREAM_MAXLEN`); a reader that
+falls further behind than that skips lines live and finds them in the database on reload.
 """
     write_section("log_latency", markdown)
 

@@ -69,7 +69,7 @@ async def main(url: str, cookie: str, clients: int, timeout: float) -> dict[str,
         for task in done:
             if task.exception() is not None:
                 print(f"client failed: {task.exception()!r}", file=sys.stderr)
-    return {"clients": results, "timed_out": len(pending)}
+    return {"clients": results, "timed_out": len(pending), "cpu_s": time.process_time()}
 
 
 if __name__ == "__main__":
