@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    asgi_server,
     celery_worker,
     fresh_demo_repo,
     make_environment,
@@ -32,18 +31,9 @@ from bench.common import (
     wait_finished,
 )
 from bench.report import median, table, write_section
+from tests.live import CHROMIUM, CHROMIUM_ARGS
+from tests.live import serve_asgi as asgi_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 DEPLOYMENT_URL = re.compile(r"/deployments/(\d+)/$")
 # Page-side clock throughout (Date.now()): the submit that queued the run, the first
 # line in #log (or the page load, when the server already rendered lines into it) and

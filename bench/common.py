@@ -13,11 +13,9 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,19 +24,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.live import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 # Not 0: the test suites share the test Redis, purge its Celery queue and delete its
 # log streams. A database of our own keeps their runs and ours from eating each other's.
 BENCH_REDIS_DB = 13
 # Container names are shipmate-<repository>-<environment>; "bench-" keeps ours apart.
 BENCH_PREFIX = "bench"
-SERVER_START_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _with_db(url: str, db: int) -> str:
@@ -160,38 +153,6 @@ def remove_bench_images() -> None:
 
 
 # --- the web server and a session -------------------------------------------------
-
-
-@contextmanager
-def asgi_server() -> Iterator[str]:
-    """pipeline_ui.asgi served by uvicorn in a thread of this process; yields its base URL."""
-    import uvicorn
-
-    from pipeline_ui.asgi import application
-
-    port = free_port()
-    config = uvicorn.Config(
-        app=application,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def login_cookie(base_url: str, username: str) -> str:

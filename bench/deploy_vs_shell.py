@@ -21,7 +21,6 @@ from typing import Any
 from bench.common import (
     ROOT,
     celery_worker,
-    free_port,
     fresh_demo_repo,
     make_environment,
     make_repository,
@@ -32,6 +31,7 @@ from bench.common import (
     wait_finished,
 )
 from bench.report import median, table, write_section
+from tests.live import free_port
 
 STEPS = ["checkout", "build", "test", "push", "rollout"]
 

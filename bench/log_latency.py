@@ -16,7 +16,6 @@ from typing import Any
 
 from bench.common import (
     SseReaders,
-    asgi_server,
     login_cookie,
     make_environment,
     make_user,
@@ -25,6 +24,7 @@ from bench.common import (
     setup_django,
 )
 from bench.report import percentile, table, write_section
+from tests.live import serve_asgi as asgi_server
 
 
 def _deployment(user: Any, env: Any, repository: Any) -> Any:

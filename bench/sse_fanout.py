@@ -12,7 +12,6 @@ from pathlib import Path
 
 from bench.common import (
     SseReaders,
-    asgi_server,
     login_cookie,
     make_environment,
     make_user,
@@ -21,6 +20,7 @@ from bench.common import (
     setup_django,
 )
 from bench.report import percentile, table, write_section
+from tests.live import serve_asgi as asgi_server
 
 
 def _rss_mb(field: str = "VmRSS") -> float:

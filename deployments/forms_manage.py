@@ -13,7 +13,7 @@ from django.core.validators import MaxValueValidator, RegexValidator, URLValidat
 from . import permissions
 from .models import Environment, FreezeWindow, Repository, TargetKind
 from .models.repository import slug_validator, validate_git_url, validate_relative_path
-from .services.manage import TARGET_KEYS, VARIABLE_NAME_RE
+from .services.manage import ENVIRONMENT_FIELDS, TARGET_KEYS, VARIABLE_NAME_RE
 
 # shipmate.css styles every input as a full-width block; a checkbox reads better inline.
 INLINE = {"style": "display:inline-block;width:auto;margin-right:6px"}
@@ -153,19 +153,7 @@ class EnvironmentForm(forms.Form):
                     name__in=[permissions.RELEASE_MANAGERS, permissions.ADMINS]
                 ),
             }
-        initial: dict[str, Any] = {
-            f: getattr(env, f)
-            for f in (
-                "name",
-                "order",
-                "target_kind",
-                "smoke_url",
-                "requires_approval",
-                "approvals_required",
-                "allow_self_approval",
-                "approval_ttl_minutes",
-            )
-        }
+        initial: dict[str, Any] = {f: getattr(env, f) for f in ENVIRONMENT_FIELDS}
         initial["deploy_groups"] = env.deploy_groups.all()
         initial["approve_groups"] = env.approve_groups.all()
         for keys in TARGET_KEYS.values():

@@ -4,7 +4,6 @@ repository, environments on the test Docker engine, and a real Celery worker."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,11 @@ from django.contrib.auth.models import Group, User
 from deployments import permissions
 from deployments.demo_app import create_demo_repo
 from deployments.models import Environment, Repository
+from tests.live import free_port
 
 for required in ("REDIS_URL", "DOCKER_HOST", "SHIPMATE_REGISTRY"):
     if not os.environ.get(required):
         raise RuntimeError(f"{required} is not set: run `make test`, or source .state/test/services.env")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -4,16 +4,14 @@ served by uvicorn in a thread of this process (so it shares the test database)."
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from django.contrib.auth.models import User
 from playwright.sync_api import BrowserContext, Page
+
+from tests.live import CHROMIUM, CHROMIUM_ARGS, serve_asgi
 
 # Playwright's sync API keeps an asyncio loop running in the main thread for the rest
 # of the session, which makes Django refuse ORM calls from test bodies (and from any
@@ -21,30 +19,12 @@ from playwright.sync_api import BrowserContext, Page
 # one connection: the server answers from its own threads.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SERVER_START_TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     # Never the Playwright-downloaded browser: nothing can be downloaded here.
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS, "headless": True}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -64,31 +44,8 @@ def _no_stale_log_streams() -> None:
 def asgi_server(transactional_db: Any) -> Iterator[str]:
     """Base URL of pipeline_ui.asgi served by uvicorn. Transactional DB: the server's
     threads use their own connections, so they only see committed rows."""
-    from pipeline_ui.asgi import application
-
-    port = _free_port()
-    config = uvicorn.Config(
-        app=application,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_level="warning",
-        # An open event stream must not hold up teardown.
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    assert not thread.is_alive(), "uvicorn did not stop"
+    with serve_asgi() as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -44,13 +45,16 @@ def high_ids(transactional_db: Any) -> None:
         )
 
 
+QUEUE_PREFIX = f"shipmate-test-{os.getpid()}-"
+
+
 @pytest.fixture
 def private_queue() -> Iterator[str]:
     """Route this test's task messages to a queue of its own on the real broker, so a
     worker of another test run on the shared Redis cannot take them (or purge them)."""
     from pipeline_ui.celery import app
 
-    name = f"shipmate-test-{os.getpid()}-{random.randrange(10**6)}"
+    name = f"{QUEUE_PREFIX}{random.randrange(10**6)}"
     old = app.conf.task_default_queue
     app.conf.task_default_queue = name
     _forget_queues(app)
@@ -59,11 +63,22 @@ def private_queue() -> Iterator[str]:
     finally:
         app.conf.task_default_queue = old
         _forget_queues(app)
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(name)
 
 
 def _forget_queues(app: Any) -> None:
     # Celery caches the queue table on first use; drop it so the new default applies.
     for attr in ("queues", "default_queue", "router", "send_task_message"):
         app.amqp.__dict__.pop(attr, None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_private_queues() -> Iterator[None]:
+    yield
+    # At the end of the session, as kombu may declare a queue again after a test: the
+    # queues, their exchanges (named after them) and the duplicate messages left in them.
+    from pipeline_ui.celery import app
+
+    broker = redis.Redis.from_url(app.conf.broker_url)
+    for key in broker.scan_iter(match=f"*{QUEUE_PREFIX}*"):
+        broker.delete(key)
+    broker.close()

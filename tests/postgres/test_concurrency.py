@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import pytest
+from celery import signals
 from django.db import connection
 
 from deployments import services
@@ -22,16 +24,17 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 THREADS = 16
 
 
-def race_claims(candidates: list[int], *, aim_at: int) -> list[int]:
+def race_claims(candidates: list[int], *, aim_at: list[int]) -> list[int]:
     """One round: THREADS threads claim at the same instant; returns the ids claimed.
-    Half the threads aim at `aim_at` (the expected head), so every round really races
-    for it; the rest pick any deployment, finished ones included."""
+    Half the threads aim at `aim_at` (the head and the one after it), so every round
+    races for the head and for the slot right behind it; the rest pick any deployment,
+    finished ones included."""
     barrier = threading.Barrier(THREADS)
     claimed: list[int] = []
     errors: list[BaseException] = []
 
     def claim(i: int) -> None:
-        target = aim_at if i % 2 == 0 else random.choice(candidates)
+        target = aim_at[(i // 2) % len(aim_at)] if i % 2 == 0 else random.choice(candidates)
         try:
             barrier.wait(timeout=10)
             if runs.deployment_claim(deployment_id=target, worker=f"w{i}") is not None:
@@ -51,7 +54,9 @@ def race_claims(candidates: list[int], *, aim_at: int) -> list[int]:
 
 
 def running_in(environment: Any) -> list[int]:
-    return list(Deployment.objects.filter(environment=environment, status=Status.RUNNING).values_list("pk", flat=True))
+    return list(
+        Deployment.objects.filter(environment=environment, status=Status.RUNNING).values_list("pk", flat=True)
+    )
 
 
 def test_claims_race_from_many_threads_and_only_the_head_wins(
@@ -66,14 +71,14 @@ def test_claims_race_from_many_threads_and_only_the_head_wins(
     while waiting:
         rounds += 1
         assert rounds < 200, f"no progress; still waiting: {waiting}"
-        claimed = race_claims(ids, aim_at=waiting[0])
+        claimed = race_claims(ids, aim_at=waiting[:2])
         assert len(claimed) <= 1, f"round {rounds}: {claimed} all claimed"
         assert running_in(dev_env) == claimed
         if not claimed:
             continue
         assert claimed == [waiting[0]], "a deployment other than the FIFO head was claimed"
         # While it runs, nobody else may start in this environment, the head included.
-        assert race_claims(ids, aim_at=waiting[1] if len(waiting) > 1 else waiting[0]) == []
+        assert race_claims(ids, aim_at=waiting[:2]) == []
         assert running_in(dev_env) == claimed
         deployment = Deployment.objects.get(pk=claimed[0])
         runs.deployment_finish(deployment=deployment, status=Status.SUCCEEDED)
@@ -88,7 +93,9 @@ def test_claims_race_from_many_threads_and_only_the_head_wins(
 @pytest.fixture
 def two_workers(private_queue: str, docker_engine: Any) -> Iterator[list[Any]]:
     """Two real workers, each in its own thread, consuming the same queue from the
-    real Redis broker (no ping check: Shipmate keeps no result backend)."""
+    real Redis broker (no ping check: Shipmate keeps no result backend). Without the
+    event loop: kombu keeps one hub per process, and two workers sharing it read each
+    other's Redis replies."""
     from celery.contrib.testing.worker import start_worker
 
     from pipeline_ui.celery import app
@@ -97,8 +104,13 @@ def two_workers(private_queue: str, docker_engine: Any) -> Iterator[list[Any]]:
         workers = [
             stack.enter_context(
                 start_worker(
-                    app, pool="solo", perform_ping_check=False, shutdown_timeout=60,
-                    hostname=f"{name}@test", queues=[private_queue],
+                    app,
+                    pool="solo",
+                    perform_ping_check=False,
+                    shutdown_timeout=60,
+                    hostname=f"{name}@test",
+                    queues=[private_queue],
+                    use_eventloop=False,
                 )
             )
             for name in ("w1", "w2")
@@ -106,8 +118,32 @@ def two_workers(private_queue: str, docker_engine: Any) -> Iterator[list[Any]]:
         yield workers
 
 
+@pytest.fixture
+def ran_on() -> Iterator[dict[int, str]]:
+    """Which worker node ran (claimed) each deployment. Deployment.worker cannot tell:
+    Celery's embedded test worker reports the machine's host name as
+    `request.hostname`, so both workers would read the same there."""
+    received: dict[str, str] = {}
+    ran: dict[int, str] = {}
+
+    def on_received(sender: Any, request: Any, **_: Any) -> None:
+        received[request.id] = sender.hostname
+
+    def on_postrun(task_id: str, args: Any, retval: Any, **_: Any) -> None:
+        if retval != "not claimed":
+            ran[int(args[0])] = received.get(task_id, "?")
+
+    signals.task_received.connect(on_received, weak=False)
+    signals.task_postrun.connect(on_postrun, weak=False)
+    try:
+        yield ran
+    finally:
+        signals.task_received.disconnect(on_received)
+        signals.task_postrun.disconnect(on_postrun)
+
+
 def test_two_real_workers_run_one_environment_in_fifo_order(
-    high_ids, two_workers, dev, repository, make_environment
+    high_ids, two_workers, ran_on, dev, repository, make_environment
 ):
     busy, other = make_environment("busy"), make_environment("other", order=20)
     plan = [(busy, "main"), (other, "v1.0"), (busy, "v1.0"), (other, "main"), (busy, "main"),
@@ -127,8 +163,11 @@ def test_two_real_workers_run_one_environment_in_fifo_order(
             assert before.finished_at <= after.started_at, f"#{before.pk} and #{after.pk} overlapped in {env}"
     # Both workers took part: with each worker holding one message at a time, the
     # second environment's run goes to whichever worker is not busy with the first.
-    workers = {d.worker.rpartition(":")[2] for d in finished}
-    assert workers == {"w1@test", "w2@test"}, workers
+    deadline = time.monotonic() + 10  # the task returns a moment after it commits the status
+    while len(ran_on) < len(finished) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = {ran_on.get(d.pk) for d in finished}
+    assert workers == {"w1@test", "w2@test"}, ran_on
     assert _overlapped([d for d in finished if d.environment_id == busy.pk],
                        [d for d in finished if d.environment_id == other.pk])  # fmt: skip
 
