@@ -61,7 +61,9 @@ class DbRecorder:
         self.is_older = False
 
     def _set_stage(self, name: str, status: str, note: str = "", **times: Any) -> None:
-        Stage.objects.filter(deployment=self.deployment, name=name).update(status=status, note=note[:300], **times)
+        Stage.objects.filter(deployment=self.deployment, name=name).update(
+            status=status, note=note[:300], **times
+        )
         self.writer.event("stage", name=name, status=status)
 
     @contextmanager
@@ -169,7 +171,10 @@ def _release(deployment: Deployment, image: str) -> Release:
 def release_plan(deployment: Deployment) -> ReleasePlan:
     env = deployment.environment
     target = build_target(
-        env.target_kind, name=container_name(deployment), settings=env.target_settings, kubeconfig=env.kubeconfig
+        env.target_kind,
+        name=container_name(deployment),
+        settings=env.target_settings,
+        kubeconfig=env.kubeconfig,
     )
     good = last_successful(env)
     return ReleasePlan(
@@ -232,7 +237,9 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
                 status=StageStatus.RUNNING, started_at=timezone.now()
             )
             writer.event("stage", name="approval", status=StageStatus.RUNNING)
-            writer.line(f"Waiting for approval to deploy {deployment.image_digest} to {deployment.environment}")
+            writer.line(
+                f"Waiting for approval to deploy {deployment.image_digest} to {deployment.environment}"
+            )
             runs.deployment_await_approval(deployment=deployment)
             writer.event("status", status=Status.AWAITING_APPROVAL)
             return Status.AWAITING_APPROVAL

@@ -13,7 +13,8 @@ class DeployForm(forms.Form):
     ref = forms.CharField(max_length=250, help_text="Branch, tag or commit SHA.")
     confirm_older = forms.BooleanField(required=False, widget=forms.HiddenInput)
     break_glass_reason = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Only during a freeze window: why this cannot wait. A second person must approve.",
     )
 
@@ -29,7 +30,8 @@ class DecisionForm(forms.Form):
 class LockForm(forms.Form):
     reason = forms.CharField(max_length=300)
     expires_at = forms.DateTimeField(
-        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text="Optional: the lock lifts by itself then.",
     )
 

@@ -31,10 +31,14 @@ def _group_names(user: Any) -> set[str]:
 
 
 def is_admin(user: Any) -> bool:
-    return bool(user.is_authenticated and user.is_active and (user.is_superuser or ADMINS in _group_names(user)))
+    return bool(
+        user.is_authenticated and user.is_active and (user.is_superuser or ADMINS in _group_names(user))
+    )
 
 
 def is_release_manager(user: Any) -> bool:
+    if not (user.is_authenticated and user.is_active):
+        return False
     return is_admin(user) or RELEASE_MANAGERS in _group_names(user)
 
 

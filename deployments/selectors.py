@@ -36,9 +36,7 @@ def visible_environments(user: Any) -> list[Environment]:
 def environment_overview(user: Any) -> list[EnvironmentRow]:
     envs = visible_environments(user)
     ids = [e.pk for e in envs]
-    active = list(
-        _base().filter(environment_id__in=ids, status__in=_ACTIVE).order_by("created_at", "id")
-    )
+    active = list(_base().filter(environment_id__in=ids, status__in=_ACTIVE).order_by("created_at", "id"))
     current: dict[int, Deployment] = {}
     for dep in _base().filter(environment_id__in=ids, status=Status.SUCCEEDED).order_by("finished_at", "id"):
         current[dep.environment_id] = dep  # the last one wins
@@ -88,9 +86,11 @@ def queue_position(deployment: Deployment) -> int | None:
     """1-based position among the deployments waiting for this environment."""
     if deployment.status not in WAITING:
         return None
-    ahead = Deployment.objects.filter(
-        environment_id=deployment.environment_id, status__in=WAITING
-    ).filter(created_at__lt=deployment.created_at).count()
+    ahead = (
+        Deployment.objects.filter(environment_id=deployment.environment_id, status__in=WAITING)
+        .filter(created_at__lt=deployment.created_at)
+        .count()
+    )
     return ahead + 1
 
 
@@ -100,8 +100,10 @@ def deployable_choices(user: Any) -> tuple[list[Repository], list[Environment]]:
 
 
 def approval_inbox(user: Any) -> list[Deployment]:
-    pending = _base().filter(status=Status.AWAITING_APPROVAL).prefetch_related(
-        "environment__approve_groups", "approvals"
+    pending = (
+        _base()
+        .filter(status=Status.AWAITING_APPROVAL)
+        .prefetch_related("environment__approve_groups", "approvals")
     )
     return [d for d in pending.order_by("created_at") if permissions.can_approve(user, d)]
 
@@ -129,8 +131,11 @@ def approval_context(deployment: Deployment) -> dict[str, Any]:
 
     env = deployment.environment
     previous = deployment.replaced or (
-        _base().filter(environment=env, status=Status.SUCCEEDED).exclude(pk=deployment.pk)
-        .order_by("-finished_at", "-id").first()
+        _base()
+        .filter(environment=env, status=Status.SUCCEEDED)
+        .exclude(pk=deployment.pk)
+        .order_by("-finished_at", "-id")
+        .first()
     )
     if deployment.is_finished or deployment.status == Status.RUNNING and deployment.config_snapshot:
         snapshot, config_hash = deployment.config_snapshot, deployment.config_hash
@@ -165,7 +170,9 @@ def audit_events(*, actor: str = "", action: str = "", object_type: str = "", q:
     if object_type:
         qs = qs.filter(object_type=object_type)
     if q:
-        qs = qs.filter(Q(object_repr__icontains=q) | Q(commit_sha__startswith=q) | Q(image_digest__icontains=q))
+        qs = qs.filter(
+            Q(object_repr__icontains=q) | Q(commit_sha__startswith=q) | Q(image_digest__icontains=q)
+        )
     return qs.order_by("-created_at", "-id")
 
 

@@ -14,10 +14,22 @@ urlpatterns = [
     path("deployments/<int:pk>/", deployment.deployment_detail, name="deployment_detail"),
     path("deployments/<int:pk>/events", streams.deployment_events, name="deployment_events"),
     path("deployments/<int:pk>/log.txt", streams.deployment_log_download, name="deployment_log"),
-    path("deployments/<int:pk>/log/earlier", deployment.deployment_log_earlier, name="deployment_log_earlier"),
+    path(
+        "deployments/<int:pk>/log/earlier", deployment.deployment_log_earlier, name="deployment_log_earlier"
+    ),
     path("deployments/<int:pk>/cancel", deployment.deployment_cancel, name="deployment_cancel"),
-    path("deployments/<int:pk>/approve", deployment.deployment_decide, {"decision": "approve"}, name="deployment_approve"),
-    path("deployments/<int:pk>/reject", deployment.deployment_decide, {"decision": "reject"}, name="deployment_reject"),
+    path(
+        "deployments/<int:pk>/approve",
+        deployment.deployment_decide,
+        {"decision": "approve"},
+        name="deployment_approve",
+    ),
+    path(
+        "deployments/<int:pk>/reject",
+        deployment.deployment_decide,
+        {"decision": "reject"},
+        name="deployment_reject",
+    ),
     path("approvals/", environments.approvals, name="approvals"),
     path("audit/", audit.audit_log, name="audit"),
     path("environments/<slug:name>/", environments.environment_detail, name="environment_detail"),

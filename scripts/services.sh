@@ -15,6 +15,10 @@ profile=${2:-run}
 root=$(cd "$(dirname "$0")/.." && pwd)
 state="$root/.state/$profile"
 mkdir -p "$state"
+# Unix sockets have a ~107-byte path limit, and a clone may live deep: sockets and
+# the engine's exec-root go to a short per-checkout folder instead.
+run="/tmp/shipmate-$(printf %s "$root" | md5sum | cut -c1-10)-$profile"
+mkdir -p "$run"
 envfile="$state/services.env"
 
 case "$profile" in
@@ -57,11 +61,11 @@ start_docker() {
       return
     fi
   fi
-  local sock="unix://$state/docker.sock"
+  local sock="unix://$run/docker.sock"
   if ! alive "$state/dockerd.pid"; then
     # No bridge and no iptables: no container gets an address outside loopback.
     nohup dockerd --bridge=none --iptables=false --ip6tables=false \
-      -H "$sock" --data-root "$state/docker-data" --exec-root "$state/docker-exec" \
+      -H "$sock" --data-root "$state/docker-data" --exec-root "$run/docker-exec" \
       --pidfile "$state/dockerd.pid" > "$state/dockerd.log" 2>&1 &
   fi
   wait_for 60 dockerd docker_reachable "$sock"
@@ -99,15 +103,15 @@ start_postgres() {
   if ! id shipmate-pg >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin shipmate-pg
   fi
-  mkdir -p "$state/pg-run"
-  chown shipmate-pg "$state/pg-run"
+  mkdir -p "$run/pg"
+  chown shipmate-pg "$run/pg"
   if [ ! -f "$data/PG_VERSION" ]; then
     mkdir -p "$data"; chown shipmate-pg "$data"
     runuser -u shipmate-pg -- "$bin/initdb" -D "$data" -U postgres --auth=trust > "$state/pg-init.log"
   fi
   if ! runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$data" -l "$state/pg-run/postgres.log" -w \
-      -o "-k $state/pg-run -h 127.0.0.1 -p $pg_port -c fsync=off" start > /dev/null
+    runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$data" -l "$run/pg/postgres.log" -w \
+      -o "-k $run/pg -h 127.0.0.1 -p $pg_port -c fsync=off" start > /dev/null
   fi
   echo "TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postgres" >> "$envfile"
 }

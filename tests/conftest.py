@@ -73,7 +73,10 @@ def outsider(db: Any) -> User:
 @pytest.fixture
 def repository(db: Any, demo_repo_path: Path) -> Repository:
     return Repository.objects.create(
-        name="demo", git_url=str(demo_repo_path), test_command="sh /app/test.sh", image_name="shipmate-test/demo"
+        name="demo",
+        git_url=str(demo_repo_path),
+        test_command="sh /app/test.sh",
+        image_name="shipmate-test/demo",
     )
 
 
@@ -84,8 +87,12 @@ def make_environment(groups: dict[str, Group]) -> Callable[..., Environment]:
         settings = {"port": port, "network_mode": "host", "health_path": "/healthz", "health_timeout": 15}
         settings.update(fields.pop("target_settings", {}))
         env = Environment.objects.create(
-            name=name, order=order, target_kind=fields.pop("target_kind", "docker"),
-            target_settings=settings, requires_approval=approval, **fields,
+            name=name,
+            order=order,
+            target_kind=fields.pop("target_kind", "docker"),
+            target_settings=settings,
+            requires_approval=approval,
+            **fields,
         )
         env.deploy_groups.set(groups.values())
         env.approve_groups.set([groups[permissions.RELEASE_MANAGERS], groups[permissions.ADMINS]])

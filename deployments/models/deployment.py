@@ -62,7 +62,11 @@ class Deployment(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks"
     )
     replaced = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replaced_by",
         help_text="What the environment ran when this deployment rolled out.",
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)

@@ -27,7 +27,9 @@ class Environment(models.Model):
     # context, kubeconfig_path, in_cluster, timeout, max_restarts.
     target_settings = models.JSONField(default=dict, blank=True)
     kubeconfig_encrypted = models.TextField(blank=True, default="", editable=False)
-    smoke_url = models.CharField(max_length=500, blank=True, help_text="Optional URL checked after the rollout.")
+    smoke_url = models.CharField(
+        max_length=500, blank=True, help_text="Optional URL checked after the rollout."
+    )
 
     # Policy.
     deploy_groups = models.ManyToManyField(Group, blank=True, related_name="deployable_environments")

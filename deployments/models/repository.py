@@ -26,9 +26,7 @@ class Repository(models.Model):
     dockerfile_path = models.CharField(
         max_length=300, default="Dockerfile", validators=[validate_relative_path]
     )
-    build_context = models.CharField(
-        max_length=300, default=".", validators=[validate_relative_path]
-    )
+    build_context = models.CharField(max_length=300, default=".", validators=[validate_relative_path])
     test_command = models.CharField(
         max_length=500, blank=True, help_text="Run inside the built image; empty skips the test stage."
     )
@@ -37,9 +35,7 @@ class Repository(models.Model):
     )
     # The seed article keeps image definitions apart from the code: when set, the
     # Dockerfile comes from this repository and the context from the app repository.
-    dockerfile_repo_url = models.CharField(
-        max_length=500, blank=True, validators=[validate_git_url]
-    )
+    dockerfile_repo_url = models.CharField(max_length=500, blank=True, validators=[validate_git_url])
     dockerfile_repo_ref = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:

@@ -431,7 +431,12 @@ def remove_checkout(path: Path) -> None:
 
 
 def is_older(
-    url: str, candidate: str, current: str, cache: Path, *, allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS
+    url: str,
+    candidate: str,
+    current: str,
+    cache: Path,
+    *,
+    allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
 ) -> bool:
     """True when `candidate` is a strict ancestor of `current`: deploying it would
     put older code in place. Uses a blobless cache repository at `cache`."""

@@ -76,14 +76,20 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
     with tempfile.TemporaryDirectory(prefix="shipmate-", dir=plan.work_dir) as tmp:
         workdir = Path(tmp)
         with rec.stage("checkout"):
-            sha = git.resolve_ref(plan.repo_url, plan.ref, allowed_protocols=plan.allowed_protocols, log=rec.log)
+            sha = git.resolve_ref(
+                plan.repo_url, plan.ref, allowed_protocols=plan.allowed_protocols, log=rec.log
+            )
             rec.log(f"{plan.ref} is {sha}")
             rec.record(commit_sha=sha)
             reused = rec.find_reusable(sha)
             if reused is None:
                 source = git.checkout(
-                    plan.repo_url, sha, workdir / "src", allowed_protocols=plan.allowed_protocols,
-                    log=rec.log, should_stop=rec.should_stop,
+                    plan.repo_url,
+                    sha,
+                    workdir / "src",
+                    allowed_protocols=plan.allowed_protocols,
+                    log=rec.log,
+                    should_stop=rec.should_stop,
                 )
                 dockerfile = _dockerfile(plan, source, workdir, rec)
                 context = git.safe_subpath(source, plan.build_context)
@@ -99,23 +105,36 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
         tag = f"{plan.image_repository}:{sha}"
         with rec.stage("build"):
             build.build_image(
-                client, context_dir=context, dockerfile=dockerfile, tag=tag,
+                client,
+                context_dir=context,
+                dockerfile=dockerfile,
+                tag=tag,
                 labels=build.oci_labels(plan.repo_url, sha, plan.ref),
-                network_mode=plan.build_network_mode, log=rec.log, should_stop=rec.should_stop,
+                network_mode=plan.build_network_mode,
+                log=rec.log,
+                should_stop=rec.should_stop,
             )
         if plan.test_command:
             with rec.stage("test"):
                 testrun.run_tests(
-                    client, image=tag, command=plan.test_command, timeout=plan.test_timeout,
-                    log=rec.log, should_stop=rec.should_stop,
+                    client,
+                    image=tag,
+                    command=plan.test_command,
+                    timeout=plan.test_timeout,
+                    log=rec.log,
+                    should_stop=rec.should_stop,
                 )
                 rec.record(tests_passed=True)
         else:
             rec.skip("test", "no test command configured")
         with rec.stage("push"):
             digest = push.push_image(
-                client, repository=plan.image_repository, tag=sha, log=rec.log,
-                should_stop=rec.should_stop, auth_config=plan.registry_auth,
+                client,
+                repository=plan.image_repository,
+                tag=sha,
+                log=rec.log,
+                should_stop=rec.should_stop,
+                auth_config=plan.registry_auth,
             )
             rec.record(image_digest=digest)
         return digest
@@ -126,10 +145,16 @@ def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> 
         return git.safe_subpath(source, plan.dockerfile_path)
     # Image definitions kept in their own repository (the seed article's layout).
     ref = plan.dockerfile_repo_ref or "HEAD"
-    sha = git.resolve_ref(plan.dockerfile_repo_url, ref, allowed_protocols=plan.allowed_protocols, log=rec.log)
+    sha = git.resolve_ref(
+        plan.dockerfile_repo_url, ref, allowed_protocols=plan.allowed_protocols, log=rec.log
+    )
     images = git.checkout(
-        plan.dockerfile_repo_url, sha, workdir / "images", allowed_protocols=plan.allowed_protocols,
-        log=rec.log, should_stop=rec.should_stop,
+        plan.dockerfile_repo_url,
+        sha,
+        workdir / "images",
+        allowed_protocols=plan.allowed_protocols,
+        log=rec.log,
+        should_stop=rec.should_stop,
     )
     rec.log(f"Dockerfile from {plan.dockerfile_repo_url} at {sha[:10]}")
     return git.safe_subpath(images, plan.dockerfile_path)

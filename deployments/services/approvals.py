@@ -18,7 +18,9 @@ def valid_approvals(deployment: Deployment, config_hash: str) -> list[Approval]:
     configuration, not expired, from distinct people allowed to approve."""
     seen: set[int] = set()
     valid = []
-    for approval in deployment.approvals.filter(decision=Approval.Decision.APPROVED).select_related("approver"):
+    for approval in deployment.approvals.filter(decision=Approval.Decision.APPROVED).select_related(
+        "approver"
+    ):
         if approval.is_expired or not approval.binds(deployment, config_hash):
             continue
         if approval.approver_id in seen or not permissions.can_approve(approval.approver, deployment):
@@ -63,7 +65,11 @@ def deployment_approve(
     *, user: Any, deployment: Deployment, comment: str = "", source_ip: str | None = None
 ) -> Approval:
     approval = _decide(
-        user=user, deployment=deployment, decision=Approval.Decision.APPROVED, comment=comment, source_ip=source_ip
+        user=user,
+        deployment=deployment,
+        decision=Approval.Decision.APPROVED,
+        comment=comment,
+        source_ip=source_ip,
     )
     deployment = approval.deployment
     audit(user, "deployment.approve", deployment, source_ip=source_ip, comment=approval.comment)
@@ -84,7 +90,11 @@ def deployment_reject(
     if not comment.strip():
         raise DeployRefused("Say why you reject it.")
     approval = _decide(
-        user=user, deployment=deployment, decision=Approval.Decision.REJECTED, comment=comment, source_ip=source_ip
+        user=user,
+        deployment=deployment,
+        decision=Approval.Decision.REJECTED,
+        comment=comment,
+        source_ip=source_ip,
     )
     deployment = approval.deployment
     deployment.status = Status.REJECTED

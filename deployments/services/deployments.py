@@ -184,7 +184,9 @@ def deployment_rollback(
     if current is None:
         raise DeployRefused(f"{environment} has no successful deployment to roll back from.")
     previous = (
-        Deployment.objects.filter(environment=environment, status=Status.SUCCEEDED, finished_at__lt=current.finished_at)
+        Deployment.objects.filter(
+            environment=environment, status=Status.SUCCEEDED, finished_at__lt=current.finished_at
+        )
         .exclude(image_digest="")
         .exclude(image_digest=current.image_digest)
         .order_by("-finished_at", "-id")
@@ -209,7 +211,11 @@ def deployment_rollback(
 
 @transaction.atomic
 def deployment_promote(
-    *, user: Any, source: Environment, target: Environment, source_ip: str | None = None,
+    *,
+    user: Any,
+    source: Environment,
+    target: Environment,
+    source_ip: str | None = None,
     break_glass_reason: str = "",
 ) -> Deployment:
     """Ship exactly the digest that `source` runs to `target` (build once, deploy many)."""

@@ -14,7 +14,11 @@ from .deployments import DeployRefused
 
 @transaction.atomic
 def environment_lock(
-    *, user: Any, environment: Environment, reason: str, expires_at: datetime | None = None,
+    *,
+    user: Any,
+    environment: Environment,
+    reason: str,
+    expires_at: datetime | None = None,
     source_ip: str | None = None,
 ) -> Environment:
     if not permissions.can_lock(user, environment):
@@ -26,8 +30,14 @@ def environment_lock(
     environment.locked_at = timezone.now()
     environment.lock_expires_at = expires_at
     environment.save(update_fields=["locked_by", "locked_reason", "locked_at", "lock_expires_at"])
-    audit(user, "environment.lock", environment, source_ip=source_ip, reason=environment.locked_reason,
-          expires_at=expires_at.isoformat() if expires_at else "")
+    audit(
+        user,
+        "environment.lock",
+        environment,
+        source_ip=source_ip,
+        reason=environment.locked_reason,
+        expires_at=expires_at.isoformat() if expires_at else "",
+    )
     return environment
 
 

@@ -47,7 +47,9 @@ def deployment_claim(*, deployment_id: int, worker: str) -> tuple[Deployment, st
     )
     if not claimed:
         return None
-    deployment = Deployment.objects.select_related("repository", "environment", "requested_by").get(pk=deployment_id)
+    deployment = Deployment.objects.select_related("repository", "environment", "requested_by").get(
+        pk=deployment_id
+    )
     audit("system", "deployment.start", deployment, worker=worker, phase=phase, attempt=deployment.attempts)
     return deployment, phase
 
@@ -115,7 +117,11 @@ def reap() -> dict[str, int]:
                 deployment_finish(deployment=deployment, status=Status.FAILED, error=reason)
                 counts["failed"] += 1
             else:
-                back = Status.APPROVED if deployment.approvals.exists() and deployment.image_digest else Status.QUEUED
+                back = (
+                    Status.APPROVED
+                    if deployment.approvals.exists() and deployment.image_digest
+                    else Status.QUEUED
+                )
                 updated = Deployment.objects.filter(pk=deployment.pk, status=Status.RUNNING).update(
                     status=back, lease_expires_at=None
                 )

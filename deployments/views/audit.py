@@ -9,8 +9,18 @@ from django.shortcuts import render
 from .. import permissions, selectors
 from .common import partial
 
-FIELDS = ["created_at", "actor_name", "action", "object_type", "object_id", "object_repr", "commit_sha",
-          "image_digest", "source_ip", "details"]
+FIELDS = [
+    "created_at",
+    "actor_name",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "commit_sha",
+    "image_digest",
+    "source_ip",
+    "details",
+]
 
 
 class _Echo:

@@ -26,7 +26,9 @@ def get_deployment(request: HttpRequest, pk: int, check: Any = permissions.can_v
     return deployment
 
 
-def get_environment(request: HttpRequest, name: str, check: Any = permissions.can_view_environment) -> Environment:
+def get_environment(
+    request: HttpRequest, name: str, check: Any = permissions.can_view_environment
+) -> Environment:
     environment = get_object_or_404(Environment, name=name)
     if not check(request.user, environment):
         raise PermissionDenied

@@ -36,7 +36,8 @@ def deployment_log_earlier(request: HttpRequest, pk: int) -> HttpResponse:
     before = request.GET.get("before", "")
     lines = logs.history(deployment, before=before, tail=settings.LOG_PAGE_TAIL)
     return render(
-        request, "deployments/deployment.html#earlier",
+        request,
+        "deployments/deployment.html#earlier",
         {"d": deployment, "earlier": lines, "has_earlier": len(lines) == settings.LOG_PAGE_TAIL},
     )
 
@@ -63,7 +64,9 @@ def deployment_decide(request: HttpRequest, pk: int, decision: str) -> HttpRespo
     action = services.deployment_approve if decision == "approve" else services.deployment_reject
     try:
         action(
-            user=request.user, deployment=deployment, comment=form.cleaned_data.get("comment", ""),
+            user=request.user,
+            deployment=deployment,
+            comment=form.cleaned_data.get("comment", ""),
             source_ip=client_ip(request),
         )
     except services.DeployRefused as exc:

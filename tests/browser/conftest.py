@@ -20,7 +20,6 @@ from tests.live import CHROMIUM, CHROMIUM_ARGS, serve_asgi
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
-
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     # Never the Playwright-downloaded browser: nothing can be downloaded here.

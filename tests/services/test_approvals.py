@@ -20,8 +20,14 @@ DIGEST = "127.0.0.1:5001/shipmate-test/demo@sha256:" + "1" * 64
 
 def awaiting(repository, env, user, **fields) -> Deployment:
     d = Deployment.objects.create(
-        repository=repository, environment=env, ref="main", requested_by=user, status=Status.AWAITING_APPROVAL,
-        commit_sha="c" * 40, image_digest=DIGEST, **fields,
+        repository=repository,
+        environment=env,
+        ref="main",
+        requested_by=user,
+        status=Status.AWAITING_APPROVAL,
+        commit_sha="c" * 40,
+        image_digest=DIGEST,
+        **fields,
     )
     Stage.objects.bulk_create(Stage(deployment=d, name=n, position=i) for i, n in enumerate(STAGE_NAMES))
     return d

@@ -26,16 +26,27 @@ def as_user(user) -> Client:
 
 def done(repository, env, user, sha: str, digest: str) -> Deployment:
     d = Deployment.objects.create(
-        repository=repository, environment=env, ref="main", requested_by=user, status=Status.SUCCEEDED,
-        commit_sha=sha, image_digest=digest, finished_at=timezone.now(),
+        repository=repository,
+        environment=env,
+        ref="main",
+        requested_by=user,
+        status=Status.SUCCEEDED,
+        commit_sha=sha,
+        image_digest=digest,
+        finished_at=timezone.now(),
     )
     return d
 
 
 def waiting(repository, env, user) -> Deployment:
     d = Deployment.objects.create(
-        repository=repository, environment=env, ref="main", requested_by=user, status=Status.AWAITING_APPROVAL,
-        commit_sha="e" * 40, image_digest=DIGEST,
+        repository=repository,
+        environment=env,
+        ref="main",
+        requested_by=user,
+        status=Status.AWAITING_APPROVAL,
+        commit_sha="e" * 40,
+        image_digest=DIGEST,
     )
     Stage.objects.bulk_create(Stage(deployment=d, name=n, position=i) for i, n in enumerate(STAGE_NAMES))
     return d
@@ -63,21 +74,52 @@ def test_every_state_change_through_the_views_is_audited(
         rel_c.post(reverse("environment_unlock", args=[dev_env.name]))
         # freeze override (break-glass)
         now = timezone.now()
-        FreezeWindow.objects.create(environment=dev_env, reason="freeze", starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1))
-        dev_c.post(reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": "main", "break_glass_reason": "hotfix"})
+        FreezeWindow.objects.create(
+            environment=dev_env,
+            reason="freeze",
+            starts_at=now - timedelta(hours=1),
+            ends_at=now + timedelta(hours=1),
+        )
+        dev_c.post(
+            reverse("deploy"),
+            {
+                "repository": repository.pk,
+                "environment": dev_env.pk,
+                "ref": "main",
+                "break_glass_reason": "hotfix",
+            },
+        )
         # environment, repository and variable changes
-        admin_c.post(reverse("manage_variable_set", args=[dev_env.name]), {"name": "DB_PASSWORD", "value": "hunter2-secret", "is_secret": "on"})
-        admin_c.post(reverse("manage_repository_edit", args=[repository.name]), {
-            "git_url": repository.git_url, "default_branch": "trunk", "dockerfile_path": "Dockerfile", "build_context": ".",
-            "test_command": repository.test_command, "image_name": repository.image_name,
-        })
+        admin_c.post(
+            reverse("manage_variable_set", args=[dev_env.name]),
+            {"name": "DB_PASSWORD", "value": "hunter2-secret", "is_secret": "on"},
+        )
+        admin_c.post(
+            reverse("manage_repository_edit", args=[repository.name]),
+            {
+                "git_url": repository.git_url,
+                "default_branch": "trunk",
+                "dockerfile_path": "Dockerfile",
+                "build_context": ".",
+                "test_command": repository.test_command,
+                "image_name": repository.image_name,
+            },
+        )
     # login failure
     Client(REMOTE_ADDR="127.0.0.9").post(reverse("login"), {"username": "dev", "password": "nope"})
 
     actions = set(AuditEvent.objects.values_list("action", flat=True))
     expected = {
-        "deployment.click", "deployment.cancel", "deployment.approve", "deployment.reject", "deployment.rollback",
-        "environment.lock", "environment.unlock", "deployment.break_glass", "variable.set", "repository.update",
+        "deployment.click",
+        "deployment.cancel",
+        "deployment.approve",
+        "deployment.reject",
+        "deployment.rollback",
+        "environment.lock",
+        "environment.unlock",
+        "deployment.break_glass",
+        "variable.set",
+        "repository.update",
         "auth.login_failed",
     }
     assert expected <= actions, expected - actions

@@ -34,7 +34,9 @@ def head(repo: Any, ref: str = "main") -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_developer_deploys_demo_to_dev_and_the_app_serves_it(celery_worker, dev, repository, dev_env, demo_repo_path):
+def test_developer_deploys_demo_to_dev_and_the_app_serves_it(
+    celery_worker, dev, repository, dev_env, demo_repo_path
+):
     deployment = services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main")
     deployment = wait_for(deployment, FINAL)
 
@@ -43,8 +45,13 @@ def test_developer_deploys_demo_to_dev_and_the_app_serves_it(celery_worker, dev,
     assert deployment.image_digest.startswith(f"{settings.REGISTRY}/shipmate-test/demo@sha256:")
     stages = {s.name: s.status for s in deployment.stages.all()}
     assert stages == {
-        "checkout": "succeeded", "build": "succeeded", "test": "succeeded", "push": "succeeded",
-        "approval": "skipped", "rollout": "succeeded", "verify": "skipped",
+        "checkout": "succeeded",
+        "build": "succeeded",
+        "test": "succeeded",
+        "push": "succeeded",
+        "approval": "skipped",
+        "rollout": "succeeded",
+        "verify": "skipped",
     }
     assert all(s.started_at and s.finished_at for s in deployment.stages.exclude(status="skipped"))
     page = urllib.request.urlopen(f"http://127.0.0.1:{dev_env.target_settings['port']}/", timeout=5).read()
@@ -58,7 +65,9 @@ def test_developer_deploys_demo_to_dev_and_the_app_serves_it(celery_worker, dev,
 @pytest.mark.django_db(transaction=True)
 def test_second_deploy_of_the_same_commit_reuses_the_image(celery_worker, dev, repository, make_environment):
     dev_env, stage_env = make_environment("dev"), make_environment("stage", order=20)
-    first = wait_for(services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main"), FINAL)
+    first = wait_for(
+        services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main"), FINAL
+    )
     second = wait_for(
         services.deployment_request(user=dev, repository=repository, environment=stage_env, ref="main"), FINAL
     )
@@ -70,7 +79,9 @@ def test_second_deploy_of_the_same_commit_reuses_the_image(celery_worker, dev, r
 
 @pytest.mark.django_db(transaction=True)
 def test_live_deployment_waits_for_approval_and_does_not_roll_out(celery_worker, dev, repository, live_env):
-    deployment = services.deployment_request(user=dev, repository=repository, environment=live_env, ref="v1.0")
+    deployment = services.deployment_request(
+        user=dev, repository=repository, environment=live_env, ref="v1.0"
+    )
     deployment = wait_for(deployment, {Status.AWAITING_APPROVAL} | FINAL)
     assert deployment.status == Status.AWAITING_APPROVAL
     assert deployment.image_digest
@@ -85,12 +96,19 @@ def test_live_deployment_waits_for_approval_and_does_not_roll_out(celery_worker,
     [
         ({"ref": "no-such-branch"}, "does not exist"),
         ({"dockerfile_path": "../outside/Dockerfile"}, "outside the repository"),
-        ({"files": {"Dockerfile": "FROM scratch\nRUN [\"/bin/false\"]\n"}}, "build"),
+        ({"files": {"Dockerfile": 'FROM scratch\nRUN ["/bin/false"]\n'}}, "build"),
         ({"files": {"test.sh": "echo failing on purpose\nexit 3\n"}}, "exit code 3"),
         ({"registry": "127.0.0.1:1", "files": {"www/extra.txt": "x"}}, "push"),
         ({"health_path": "/never-there"}, "health check"),
     ],
-    ids=["missing-ref", "dockerfile-outside", "failing-build", "failing-test", "registry-down", "health-never"],
+    ids=[
+        "missing-ref",
+        "dockerfile-outside",
+        "failing-build",
+        "failing-test",
+        "registry-down",
+        "health-never",
+    ],
 )
 def test_bad_input_fails_with_a_clear_error_and_nothing_stays_running(
     celery_worker, dev, repository, dev_env, tmp_path, change, message, settings

@@ -41,21 +41,32 @@ def test_developer_cannot_lock(dev, dev_env):
         services.environment_lock(user=dev, environment=dev_env, reason="mine")
 
 
-def test_freeze_refuses_deploys_and_break_glass_needs_a_reason_and_a_second_person(dev, release, repository, dev_env):
+def test_freeze_refuses_deploys_and_break_glass_needs_a_reason_and_a_second_person(
+    dev, release, repository, dev_env
+):
     now = timezone.now()
     FreezeWindow.objects.create(
-        environment=dev_env, reason="Black Friday", starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1)
+        environment=dev_env,
+        reason="Black Friday",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
     )
     with pytest.raises(services.DeployRefused, match="Black Friday"):
         services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main")
     d = services.deployment_request(
-        user=dev, repository=repository, environment=dev_env, ref="main", break_glass_reason="checkout is down"
+        user=dev,
+        repository=repository,
+        environment=dev_env,
+        ref="main",
+        break_glass_reason="checkout is down",
     )
     assert d.break_glass_reason == "checkout is down"
     assert approvals_needed(d) == 1  # dev needs no approval outside a freeze
     event = AuditEvent.objects.get(action="deployment.break_glass")
     assert event.details["reason"] == "checkout is down" and event.details["freeze"] == "Black Friday"
-    Deployment.objects.filter(pk=d.pk).update(status=Status.AWAITING_APPROVAL, commit_sha="c" * 40, image_digest="r@sha256:1")
+    Deployment.objects.filter(pk=d.pk).update(
+        status=Status.AWAITING_APPROVAL, commit_sha="c" * 40, image_digest="r@sha256:1"
+    )
     d.refresh_from_db()
     with pytest.raises(services.DeployRefused):
         services.deployment_approve(user=dev, deployment=d)
@@ -65,7 +76,14 @@ def test_freeze_refuses_deploys_and_break_glass_needs_a_reason_and_a_second_pers
 
 
 def test_weekly_freeze_window_covers_its_hours_across_midnight(dev_env):
-    window = FreezeWindow(environment=dev_env, kind="weekly", reason="weekend", weekday=4, start_time=dtime(22, 0), duration_minutes=180)
+    window = FreezeWindow(
+        environment=dev_env,
+        kind="weekly",
+        reason="weekend",
+        weekday=4,
+        start_time=dtime(22, 0),
+        duration_minutes=180,
+    )
     friday_late = timezone.make_aware(timezone.datetime(2026, 11, 27, 23, 30))
     saturday_early = timezone.make_aware(timezone.datetime(2026, 11, 28, 0, 30))
     saturday_late = timezone.make_aware(timezone.datetime(2026, 11, 28, 1, 30))

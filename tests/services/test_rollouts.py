@@ -20,13 +20,19 @@ NS, NAME, CONTAINER = "shop", "web", "app"
 def k8s_env(make_environment, fake_cluster, request):
     name = f"k8s-{request.node.name[-20:].strip('_').lower().replace('_', '-')}"[:40].strip("-")
     deployment_name = f"{NAME}-{abs(hash(name)) % 10**6}"
-    fake_cluster.seed_deployment(NS, deployment_name, containers={CONTAINER: "old@sha256:" + "0" * 64}, replicas=2)
+    fake_cluster.seed_deployment(
+        NS, deployment_name, containers={CONTAINER: "old@sha256:" + "0" * 64}, replicas=2
+    )
     env = make_environment(
         "kube",
         target_kind="kubernetes",
         target_settings={
-            "namespace": NS, "deployment": deployment_name, "container": CONTAINER,
-            "poll_interval": 0.1, "timeout": 20, "max_restarts": 2,
+            "namespace": NS,
+            "deployment": deployment_name,
+            "container": CONTAINER,
+            "poll_interval": 0.1,
+            "timeout": 20,
+            "max_restarts": 2,
         },
     )
     env.set_kubeconfig(fake_cluster.kubeconfig)
@@ -45,11 +51,15 @@ def image_of(cluster, env) -> str:
 
 
 def deploy(user, repository, env, ref) -> Deployment:
-    return wait_for(services.deployment_request(user=user, repository=repository, environment=env, ref=ref), FINAL)
+    return wait_for(
+        services.deployment_request(user=user, repository=repository, environment=env, ref=ref), FINAL
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_kubernetes_deployment_rolls_the_digest_out_with_its_configuration(celery_worker, dev, repository, k8s_env, fake_cluster):
+def test_kubernetes_deployment_rolls_the_digest_out_with_its_configuration(
+    celery_worker, dev, repository, k8s_env, fake_cluster
+):
     d = deploy(dev, repository, k8s_env, "main")
     assert d.status == Status.SUCCEEDED, d.error
     assert image_of(fake_cluster, k8s_env) == d.image_digest
@@ -68,7 +78,9 @@ def test_kubernetes_deployment_rolls_the_digest_out_with_its_configuration(celer
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failed_kubernetes_rollout_rolls_back_to_the_last_good_digest(celery_worker, dev, repository, k8s_env, fake_cluster):
+def test_failed_kubernetes_rollout_rolls_back_to_the_last_good_digest(
+    celery_worker, dev, repository, k8s_env, fake_cluster
+):
     good = deploy(dev, repository, k8s_env, "v1.0")
     assert good.status == Status.SUCCEEDED, good.error
     fake_cluster.set_scenario(good.image_digest, "success")
@@ -92,7 +104,9 @@ def test_failed_rollback_says_manual_action_is_needed(celery_worker, dev, reposi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_click_rollback_redeploys_the_previous_digest_without_building(celery_worker, dev, repository, k8s_env, fake_cluster):
+def test_one_click_rollback_redeploys_the_previous_digest_without_building(
+    celery_worker, dev, repository, k8s_env, fake_cluster
+):
     first = deploy(dev, repository, k8s_env, "v1.0")
     second = deploy(dev, repository, k8s_env, "main")
     assert first.status == second.status == Status.SUCCEEDED
@@ -102,29 +116,41 @@ def test_one_click_rollback_redeploys_the_previous_digest_without_building(celer
     assert rollback.image_digest == first.image_digest
     assert image_of(fake_cluster, k8s_env) == first.image_digest
     assert {s.name: s.status for s in rollback.stages.filter(name__in=["build", "test", "push"])} == {
-        "build": "skipped", "test": "skipped", "push": "skipped",
+        "build": "skipped",
+        "test": "skipped",
+        "push": "skipped",
     }
 
 
 @pytest.mark.django_db(transaction=True)
-def test_docker_rollout_that_never_gets_healthy_restores_the_previous_container(celery_worker, dev, repository, dev_env, tmp_path):
+def test_docker_rollout_that_never_gets_healthy_restores_the_previous_container(
+    celery_worker, dev, repository, dev_env, tmp_path
+):
     repo = create_demo_repo(tmp_path / "app")
     repository.git_url = str(repo)
     repository.save()
     good = deploy(dev, repository, dev_env, "main")
     assert good.status == Status.SUCCEEDED, good.error
-    dockerfile = (repo / "Dockerfile").read_text().replace("COPY www /www", 'COPY www /www\nRUN ["rm", "/www/healthz"]')
+    dockerfile = (
+        (repo / "Dockerfile")
+        .read_text()
+        .replace("COPY www /www", 'COPY www /www\nRUN ["rm", "/www/healthz"]')
+    )
     add_commit(repo, "break the health check", {"Dockerfile": dockerfile, "test.sh": "echo no tests\n"})
     dev_env.target_settings["health_timeout"] = 3
     dev_env.save()
     bad = deploy(dev, repository, dev_env, "main")
     assert bad.status == Status.ROLLED_BACK, bad.error
-    page = urllib.request.urlopen(f"http://127.0.0.1:{dev_env.target_settings['port']}/healthz", timeout=5).read()
+    page = urllib.request.urlopen(
+        f"http://127.0.0.1:{dev_env.target_settings['port']}/healthz", timeout=5
+    ).read()
     assert page.strip() == b"ok"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_click_rollback_on_docker_serves_the_previous_version_again(celery_worker, dev, repository, dev_env):
+def test_one_click_rollback_on_docker_serves_the_previous_version_again(
+    celery_worker, dev, repository, dev_env
+):
     v1 = deploy(dev, repository, dev_env, "v1.0")
     v2 = deploy(dev, repository, dev_env, "main")
     assert v1.status == v2.status == Status.SUCCEEDED

@@ -27,8 +27,13 @@ def test_anonymous_user_is_sent_to_login(client):
 
 def test_dashboard_shows_what_each_environment_runs(dev, repository, dev_env):
     done = Deployment.objects.create(
-        repository=repository, environment=dev_env, ref="main", commit_sha="a" * 40,
-        image_digest="r/x@sha256:" + "b" * 64, requested_by=dev, status=Status.SUCCEEDED,
+        repository=repository,
+        environment=dev_env,
+        ref="main",
+        commit_sha="a" * 40,
+        image_digest="r/x@sha256:" + "b" * 64,
+        requested_by=dev,
+        status=Status.SUCCEEDED,
     )
     done.finished_at = done.created_at
     done.save()
@@ -41,7 +46,9 @@ def test_dashboard_shows_what_each_environment_runs(dev, repository, dev_env):
     assert "<html" not in fragment
 
 
-def test_deploy_form_queues_a_deployment_and_redirects_to_it(dev, repository, dev_env, django_capture_on_commit_callbacks):
+def test_deploy_form_queues_a_deployment_and_redirects_to_it(
+    dev, repository, dev_env, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False):
         response = login(dev).post(
             reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": "main"}
@@ -54,23 +61,31 @@ def test_deploy_form_queues_a_deployment_and_redirects_to_it(dev, repository, de
 
 @pytest.mark.parametrize("ref", ["--upload-pack=evil", "-x", "a..b", "bad ref"])
 def test_deploy_form_refuses_bad_refs_with_a_message(dev, repository, dev_env, ref):
-    response = login(dev).post(reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": ref})
+    response = login(dev).post(
+        reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": ref}
+    )
     assert response.status_code == 400
     assert 'role="alert"' in response.content.decode()
     assert not Deployment.objects.exists()
 
 
 def test_user_without_role_cannot_deploy_or_see_deployments(outsider, dev, repository, dev_env):
-    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    deployment = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", requested_by=dev
+    )
     client = login(outsider)
-    response = client.post(reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": "main"})
+    response = client.post(
+        reverse("deploy"), {"repository": repository.pk, "environment": dev_env.pk, "ref": "main"}
+    )
     assert response.status_code == 400 and Deployment.objects.count() == 1
     assert client.get(reverse("deployment_detail", args=[deployment.pk])).status_code == 403
     assert client.get(reverse("deployment_log", args=[deployment.pk])).status_code == 403
 
 
 def test_state_changes_need_csrf_and_post(dev, repository, dev_env):
-    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    deployment = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", requested_by=dev
+    )
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(dev)
     assert strict.post(reverse("deployment_cancel", args=[deployment.pk])).status_code == 403
@@ -80,7 +95,9 @@ def test_state_changes_need_csrf_and_post(dev, repository, dev_env):
 
 
 def test_developer_cancels_own_queued_deployment(dev, repository, dev_env):
-    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    deployment = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", requested_by=dev
+    )
     response = login(dev).post(reverse("deployment_cancel", args=[deployment.pk]))
     assert response.status_code == 302
     deployment.refresh_from_db()
@@ -89,7 +106,9 @@ def test_developer_cancels_own_queued_deployment(dev, repository, dev_env):
 
 
 def test_other_developer_cannot_cancel_someone_elses_deployment(dev, dev2, repository, dev_env):
-    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+    deployment = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", requested_by=dev
+    )
     login(dev2).post(reverse("deployment_cancel", args=[deployment.pk]))
     deployment.refresh_from_db()
     assert deployment.status == Status.QUEUED
@@ -100,7 +119,9 @@ def test_deployment_page_and_summary_fragment(dev, repository, dev_env):
     client = login(dev)
     page = client.get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
     assert "sse-connect" in page and 'id="stage-checkout"' in page and 'id="log"' in page
-    fragment = client.get(reverse("deployment_detail", args=[deployment.pk]), HTTP_HX_REQUEST="true").content.decode()
+    fragment = client.get(
+        reverse("deployment_detail", args=[deployment.pk]), HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert fragment.lstrip().startswith('<section id="summary"') and 'id="log"' not in fragment
 
 
@@ -111,7 +132,9 @@ def test_history_filters_by_repository_and_environment(dev, repository, make_env
     client = login(dev)
     html = client.get(reverse("history"), {"environment": "stage"}).content.decode()
     assert f"#{b.pk}<" in html and f"#{a.pk}<" not in html
-    html = client.get(reverse("history"), {"repository": "demo", "environment": "dev"}, HTTP_HX_REQUEST="true").content.decode()
+    html = client.get(
+        reverse("history"), {"repository": "demo", "environment": "dev"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert f"#{a.pk}<" in html and f"#{b.pk}<" not in html and "<html" not in html
 
 
@@ -125,10 +148,18 @@ def test_login_failure_is_audited_without_the_password(client, dev):
 def test_deploying_older_code_asks_for_confirmation(dev, repository, dev_env, demo_repo_path):
     import subprocess
 
-    head = subprocess.run(["git", "-C", str(demo_repo_path), "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(demo_repo_path), "rev-parse", "main"], capture_output=True, text=True
+    ).stdout.strip()
     Deployment.objects.create(
-        repository=repository, environment=dev_env, ref="main", commit_sha=head, image_digest="r/x@sha256:" + "b" * 64,
-        requested_by=dev, status=Status.SUCCEEDED, finished_at=timezone.now(),
+        repository=repository,
+        environment=dev_env,
+        ref="main",
+        commit_sha=head,
+        image_digest="r/x@sha256:" + "b" * 64,
+        requested_by=dev,
+        status=Status.SUCCEEDED,
+        finished_at=timezone.now(),
     )
     client = login(dev)
     form = {"repository": repository.pk, "environment": dev_env.pk, "ref": "v1.0"}
@@ -143,19 +174,26 @@ def test_deploying_older_code_asks_for_confirmation(dev, repository, dev_env, de
     assert response.status_code == 302
 
 
-def test_page_renders_the_tail_and_load_earlier_returns_the_lines_before_it(dev, repository, dev_env, settings):
+def test_page_renders_the_tail_and_load_earlier_returns_the_lines_before_it(
+    dev, repository, dev_env, settings
+):
     from deployments.models import LogLine
 
     settings.LOG_PAGE_TAIL = 10
-    deployment = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev, status=Status.SUCCEEDED)
+    deployment = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", requested_by=dev, status=Status.SUCCEEDED
+    )
     LogLine.objects.bulk_create(
-        LogLine(deployment=deployment, entry_ms=1000 + i, entry_seq=0, stage="build", text=f"line {i:02d}") for i in range(25)
+        LogLine(deployment=deployment, entry_ms=1000 + i, entry_seq=0, stage="build", text=f"line {i:02d}")
+        for i in range(25)
     )
     client = login(dev)
     page = client.get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
     assert "line 24" in page and "line 15" in page and "line 14" not in page
     assert 'id="load-earlier"' in page
-    earlier = client.get(reverse("deployment_log_earlier", args=[deployment.pk]), {"before": "1015-0"}, HTTP_HX_REQUEST="true")
+    earlier = client.get(
+        reverse("deployment_log_earlier", args=[deployment.pk]), {"before": "1015-0"}, HTTP_HX_REQUEST="true"
+    )
     html = earlier.content.decode()
     assert "line 05" in html and "line 14" in html and "line 04" not in html and "line 15" not in html
     assert "before=1005-0" in html  # the next "load earlier" continues from there
@@ -163,8 +201,13 @@ def test_page_renders_the_tail_and_load_earlier_returns_the_lines_before_it(dev,
 
 def test_deployment_page_lists_changed_variables_but_never_secret_values(dev, repository, dev_env):
     previous = Deployment.objects.create(
-        repository=repository, environment=dev_env, ref="main", requested_by=dev, status=Status.SUCCEEDED,
-        finished_at=timezone.now(), config_snapshot=dev_env.config_snapshot(),
+        repository=repository,
+        environment=dev_env,
+        ref="main",
+        requested_by=dev,
+        status=Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        config_snapshot=dev_env.config_snapshot(),
     )
     secret = dev_env.variables.create(name="API_KEY", is_secret=True)
     secret.set_value("sk-very-secret-value")
@@ -183,12 +226,21 @@ def test_expired_approval_is_shown_as_unusable(dev, release, repository, live_en
     from deployments.models import Approval
 
     deployment = Deployment.objects.create(
-        repository=repository, environment=live_env, ref="main", requested_by=dev, status=Status.AWAITING_APPROVAL,
-        commit_sha="c" * 40, image_digest="r/x@sha256:" + "c" * 64,
+        repository=repository,
+        environment=live_env,
+        ref="main",
+        requested_by=dev,
+        status=Status.AWAITING_APPROVAL,
+        commit_sha="c" * 40,
+        image_digest="r/x@sha256:" + "c" * 64,
     )
     Approval.objects.create(
-        deployment=deployment, approver=release, decision="approved", commit_sha=deployment.commit_sha,
-        image_digest=deployment.image_digest, config_hash=live_env.config_hash(),
+        deployment=deployment,
+        approver=release,
+        decision="approved",
+        commit_sha=deployment.commit_sha,
+        image_digest=deployment.image_digest,
+        config_hash=live_env.config_hash(),
         expires_at=timezone.now() - timedelta(minutes=5),
     )
     html = login(dev).get(reverse("deployment_detail", args=[deployment.pk])).content.decode()

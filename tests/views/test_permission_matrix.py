@@ -104,7 +104,9 @@ class World:
     def other_env(self) -> Environment:
         return next(e for e in self.envs.values() if e.pk != self.env.pk)
 
-    def deployment(self, *, by: User | None = None, env: Environment | None = None, **fields: Any) -> Deployment:
+    def deployment(
+        self, *, by: User | None = None, env: Environment | None = None, **fields: Any
+    ) -> Deployment:
         fields.setdefault("commit_sha", "c" * 40)
         fields.setdefault("image_digest", "127.0.0.1:5001/demo@sha256:" + "d" * 64)
         return Deployment.objects.create(
