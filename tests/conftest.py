@@ -81,7 +81,9 @@ def repository(db: Any, demo_repo_path: Path) -> Repository:
 
 
 @pytest.fixture
-def make_environment(groups: dict[str, Group]) -> Callable[..., Environment]:
+def make_environment(groups: dict[str, Group]) -> Iterator[Callable[..., Environment]]:
+    names: list[str] = []
+
     def make(name: str = "dev", *, order: int = 10, approval: bool = False, **fields: Any) -> Environment:
         port = fields.pop("port", None) or free_port()
         settings = {"port": port, "network_mode": "host", "health_path": "/healthz", "health_timeout": 15}
@@ -96,9 +98,18 @@ def make_environment(groups: dict[str, Group]) -> Callable[..., Environment]:
         )
         env.deploy_groups.set(groups.values())
         env.approve_groups.set([groups[permissions.RELEASE_MANAGERS], groups[permissions.ADMINS]])
+        names.append(name)
         return env
 
-    return make
+    yield make
+    # Containers are named shipmate-<repository>-<environment>: a later test that
+    # reuses the environment name must start from an empty engine.
+    if names:
+        client = docker.from_env()
+        for container in client.containers.list(all=True, filters={"label": "shipmate.managed=true"}):
+            if any(container.name.endswith((f"-{n}", f"-{n}-previous")) for n in names):
+                container.remove(force=True)
+        client.close()
 
 
 @pytest.fixture
