@@ -58,7 +58,6 @@ class DbRecorder:
         self.writer = writer
         self.heartbeat = heartbeat
         self.current = ""
-        self.is_older = False
 
     def _set_stage(self, name: str, status: str, note: str = "", **times: Any) -> None:
         Stage.objects.filter(deployment=self.deployment, name=name).update(
@@ -93,7 +92,6 @@ class DbRecorder:
         return self.heartbeat.cancelled.is_set()
 
     def record(self, **fields: Any) -> None:
-        self.is_older = bool(fields.pop("is_older", False)) or self.is_older
         for key, value in fields.items():
             setattr(self.deployment, key, value)
         Deployment.objects.filter(pk=self.deployment.pk).update(**fields)

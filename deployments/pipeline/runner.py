@@ -163,11 +163,10 @@ def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> 
 def _record_commits(plan: BuildPlan, source: Path, sha: str, rec: Recorder) -> None:
     try:
         commits = git.commits_between(source, plan.previous_commit, sha)
-        older = plan.previous_commit != sha and git.is_ancestor(source, sha, plan.previous_commit)
     except StageError as exc:
         rec.log(f"(could not list commits since {plan.previous_commit[:10]}: {exc})")
         return
-    rec.record(commits=commits, is_older=older)
+    rec.record(commits=commits)
 
 
 def run_release(plan: ReleasePlan, rec: Recorder) -> None:

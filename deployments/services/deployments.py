@@ -157,7 +157,8 @@ def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | Non
         deployment.finished_at = timezone.now()
         deployment.error = f"Cancelled by {user.get_username()}."
         deployment.save(update_fields=["status", "finished_at", "error"])
-        deployment.stages.filter(status="pending").update(status="cancelled")
+        # Pending stages, and the approval stage of a run that was waiting for people.
+        deployment.stages.filter(status__in=["pending", "running"]).update(status="cancelled")
         from ..logs import publish_event
 
         transaction.on_commit(lambda: publish_event(deployment.pk, "status", status=Status.CANCELLED))

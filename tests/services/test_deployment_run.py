@@ -134,3 +134,33 @@ def test_bad_input_fails_with_a_clear_error_and_nothing_stays_running(
     assert message in deployment.error
     assert not Deployment.objects.filter(status=Status.RUNNING).exists()
     assert deployment.lease_expires_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deployment_lists_the_commits_since_what_the_environment_ran(celery_worker, dev, repository, dev_env):
+    first = wait_for(
+        services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="v1.0"), FINAL
+    )
+    second = wait_for(
+        services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main"), FINAL
+    )
+    assert first.status == second.status == Status.SUCCEEDED, second.error
+    assert [c["subject"] for c in second.commits] == ["Show version 2 on the home page"]
+    assert second.commits[0]["sha"] == second.commit_sha
+    assert second.replaced == first
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_run_that_waits_for_approval_closes_its_approval_stage(
+    celery_worker, dev, repository, live_env
+):
+    deployment = services.deployment_request(
+        user=dev, repository=repository, environment=live_env, ref="main"
+    )
+    deployment = wait_for(deployment, {Status.AWAITING_APPROVAL} | FINAL)
+    services.deployment_cancel(user=dev, deployment=deployment)
+    deployment.refresh_from_db()
+    assert deployment.status == Status.CANCELLED
+    assert set(
+        deployment.stages.filter(name__in=["approval", "rollout", "verify"]).values_list("status", flat=True)
+    ) == {"cancelled"}
