@@ -143,6 +143,7 @@ def build_plan(deployment: Deployment) -> BuildPlan:
         known_commit=deployment.commit_sha if deployment.image_digest else "",
         known_digest=deployment.image_digest,
         previous_commit=current.commit_sha if current else "",
+        history_dir=repo.history_dir,
         docker=lambda: docker_client.connect(docker_host),
         registry_auth=auth,
     )

@@ -1,3 +1,6 @@
+from pathlib import Path
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -44,3 +47,8 @@ class Repository(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def history_dir(self) -> Path:
+        """A blobless clone kept for commit lists and ancestry checks."""
+        return Path(settings.WORK_DIR) / "history" / f"repository-{self.pk}"

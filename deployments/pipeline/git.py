@@ -8,6 +8,7 @@ wherever git accepts it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -430,6 +431,23 @@ def remove_checkout(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def history_cache(
+    cache: Path, url: str, shas: Sequence[str], *, allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS
+) -> Path:
+    """A blobless repository at `cache` holding the given commits and their history:
+    enough to compare and list commits without checking anything out."""
+    cache.mkdir(parents=True, exist_ok=True)
+    # The web process and several workers may fetch into one cache at once; git's own
+    # ref locks would make the losers fail, so they take turns.
+    with open(cache.parent / f".{cache.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / ".git").exists():
+            _git(["init", "-q", "--", str(cache)], allowed_protocols=allowed_protocols)
+        for sha in shas:
+            fetch_commit(cache, url, sha, allowed_protocols=allowed_protocols)
+    return cache
+
+
 def is_older(
     url: str,
     candidate: str,
@@ -439,12 +457,8 @@ def is_older(
     allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
 ) -> bool:
     """True when `candidate` is a strict ancestor of `current`: deploying it would
-    put older code in place. Uses a blobless cache repository at `cache`."""
+    put older code in place."""
     if candidate == current:
         return False
-    if not (cache / "HEAD").exists() and not (cache / ".git").exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        _git(["init", "-q", "--", str(cache)], allowed_protocols=allowed_protocols)
-    for sha in (candidate, current):
-        fetch_commit(cache, url, sha, allowed_protocols=allowed_protocols)
+    history_cache(cache, url, [candidate, current], allowed_protocols=allowed_protocols)
     return is_ancestor(cache, candidate, current)

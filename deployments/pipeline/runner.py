@@ -51,6 +51,7 @@ class BuildPlan:
     known_commit: str = ""  # set when the deployment reuses an existing build
     known_digest: str = ""
     previous_commit: str = ""  # what the environment runs now, for the commit list
+    history_dir: Path | None = None  # a blobless cache repository for that list
     docker: Callable[[], Any] | None = None  # returns a docker.DockerClient
     registry_auth: dict[str, str] | None = None
 
@@ -69,6 +70,7 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
     """Returns the pushed image digest (name@sha256:…)."""
     if plan.known_digest:
         rec.record(commit_sha=plan.known_commit, image_digest=plan.known_digest)
+        _record_commits(plan, plan.known_commit, rec)
         for name in ("checkout", "build", "test", "push"):
             rec.skip(name, f"reusing {plan.known_digest}")
         return plan.known_digest
@@ -79,8 +81,8 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
             sha = git.resolve_ref(
                 plan.repo_url, plan.ref, allowed_protocols=plan.allowed_protocols, log=rec.log
             )
-            rec.log(f"{plan.ref} is {sha}")
             rec.record(commit_sha=sha)
+            _record_commits(plan, sha, rec)
             reused = rec.find_reusable(sha)
             if reused is None:
                 source = git.checkout(
@@ -93,8 +95,6 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                 )
                 dockerfile = _dockerfile(plan, source, workdir, rec)
                 context = git.safe_subpath(source, plan.build_context)
-                if plan.previous_commit:
-                    _record_commits(plan, source, sha, rec)
         if reused is not None:
             rec.record(image_digest=reused)
             for name in ("build", "test", "push"):
@@ -160,9 +160,18 @@ def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> 
     return git.safe_subpath(images, plan.dockerfile_path)
 
 
-def _record_commits(plan: BuildPlan, source: Path, sha: str, rec: Recorder) -> None:
+def _record_commits(plan: BuildPlan, sha: str, rec: Recorder) -> None:
+    """What approvers read: the commits between what the environment runs and `sha`."""
+    if not plan.previous_commit or not plan.history_dir or plan.previous_commit == sha:
+        return
     try:
-        commits = git.commits_between(source, plan.previous_commit, sha)
+        cache = git.history_cache(
+            plan.history_dir,
+            plan.repo_url,
+            [plan.previous_commit, sha],
+            allowed_protocols=plan.allowed_protocols,
+        )
+        commits = git.commits_between(cache, plan.previous_commit, sha)
     except StageError as exc:
         rec.log(f"(could not list commits since {plan.previous_commit[:10]}: {exc})")
         return

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -34,8 +33,9 @@ def older_code_warning(*, repository: Repository, environment: Environment, ref:
     protocols = settings.GIT_ALLOWED_PROTOCOLS
     try:
         sha = git.resolve_ref(repository.git_url, ref, allowed_protocols=protocols)
-        cache = Path(settings.WORK_DIR) / "ancestry" / f"repository-{repository.pk}"
-        older = git.is_older(repository.git_url, sha, current.commit_sha, cache, allowed_protocols=protocols)
+        older = git.is_older(
+            repository.git_url, sha, current.commit_sha, repository.history_dir, allowed_protocols=protocols
+        )
     except StageError:
         return None  # the worker reports a bad ref with the full message
     if not older:

@@ -164,3 +164,30 @@ def test_cancelling_a_run_that_waits_for_approval_closes_its_approval_stage(
     assert set(
         deployment.stages.filter(name__in=["approval", "rollout", "verify"]).values_list("status", flat=True)
     ) == {"cancelled"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_approvers_see_the_commits_even_when_the_image_is_reused(
+    celery_worker, dev, repository, dev_env, live_env, demo_repo_path
+):
+    built = wait_for(
+        services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main"), FINAL
+    )
+    assert built.status == Status.SUCCEEDED, built.error
+    Deployment.objects.create(
+        repository=repository,
+        environment=live_env,
+        ref="v1.0",
+        requested_by=dev,
+        status=Status.SUCCEEDED,
+        commit_sha=head(demo_repo_path, "v1.0^{commit}"),
+        image_digest=built.image_digest,
+        finished_at=built.finished_at,
+    )
+    waiting = wait_for(
+        services.deployment_request(user=dev, repository=repository, environment=live_env, ref="main"),
+        {Status.AWAITING_APPROVAL} | FINAL,
+    )
+    assert waiting.status == Status.AWAITING_APPROVAL
+    assert waiting.stages.get(name="build").status == "skipped"
+    assert [c["subject"] for c in waiting.commits] == ["Show version 2 on the home page"]
