@@ -254,3 +254,16 @@ def test_admin_tests_the_connection_from_the_environment_page(admin, dev_env):
     assert "Test connection" in page
     response = client.post(reverse("manage_environment_test_connection", args=[dev_env.name]), follow=True)
     assert "Docker" in response.content.decode()
+
+
+def test_environment_page_shows_the_queue_in_fifo_order(dev, dev2, repository, dev_env):
+    running = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="r", requested_by=dev, status=Status.RUNNING
+    )
+    first = Deployment.objects.create(repository=repository, environment=dev_env, ref="a", requested_by=dev2)
+    second = Deployment.objects.create(repository=repository, environment=dev_env, ref="b", requested_by=dev)
+    html = login(dev).get(reverse("environment_detail", args=[dev_env.name])).content.decode()
+    assert f"#{running.pk}</a> r" in html
+    assert html.index(f'id="queue-{first.pk}"') < html.index(f'id="queue-{second.pk}"')
+    detail = login(dev).get(reverse("deployment_detail", args=[second.pk])).content.decode()
+    assert "position 2 for dev" in detail
