@@ -43,7 +43,16 @@ POLLS = (1.0, 0.2)
 WATCH_EVERY = 0.01  # how often the emulator's own store is sampled
 DOCKER_HEALTH_TIMEOUT = 3.0
 CRASH_CMD = ["sh", "-c", "echo boom >&2; exit 3"]
+# What RolloutFailed must say for each bad release, so a run that failed otherwise is not timed.
+REASONS = {
+    "crashloop": "CrashLoopBackOff",
+    "imagepull": "ImagePullBackOff",
+    "crash": "exited with code 3",
+    "unhealthy": "did not pass",
+}
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+MS = ["median ms", "min ms", "max ms"]
 
 Times = dict[str, list[float]]
 
@@ -53,10 +62,10 @@ class Log(list[str]):
         self.append(line)
 
 
-def expect_failure(wait: Callable[[], None], log: Log, reason: str = "") -> float:
-    """When `wait` raised RolloutFailed (mentioning `reason`)."""
+def expect_failure(target: Any, log: Log, reason: str) -> float:
+    """When `target.wait()` raised RolloutFailed, which must mention `reason`."""
     try:
-        wait()
+        target.wait(log=log, should_stop=never_stop)
     except RolloutFailed as exc:
         if reason not in str(exc):
             raise RuntimeError(f"failed for another reason than {reason}: {exc}") from exc
@@ -86,7 +95,8 @@ class Watcher(threading.Thread):
 
     def stop(self) -> dict[str, float]:
         self.done.set()
-        self.join(5)
+        if self.is_alive():
+            self.join(5)
         return self.seen
 
 
@@ -120,59 +130,57 @@ def _rolled_out(cluster: Any, ns: str, image: str) -> Callable[[], bool]:
     return check
 
 
-def _k8s_run(cluster: Any, scenario: str, poll: float, times: Times) -> None:
+def _k8s_run(scenario: str, poll: float, times: Times) -> float:
+    """One rollout and undo on a cluster of its own: kmock keeps every request it served and
+    gets slower as that history grows, so a shared one would slow the later runs down."""
     from deployments.pipeline.targets.kubernetes import KubernetesTarget
+    from tests.k8s.harness import FakeCluster
 
-    ns = f"bench-{uuid.uuid4().hex[:8]}"
+    ns, reason = "bench", REASONS[scenario]
     old, bad = (f"127.0.0.1:5001/shop/web@sha256:{uuid.uuid4().hex * 2}" for _ in range(2))
-    cluster.seed_deployment(ns, "web", containers={"app": old}, replicas=2)
-    cluster.set_scenario(bad, scenario)
-    reason = {"crashloop": "CrashLoopBackOff", "imagepull": "ImagePullBackOff"}[scenario]
-    settings = {
-        "namespace": ns,
-        "deployment": "web",
-        "container": "app",
-        "poll_interval": poll,
-        "timeout": 60,
-    }
-    target = KubernetesTarget.from_settings(name="bench", settings=settings, kubeconfig=cluster.kubeconfig)
-    watcher = Watcher(
-        cluster,
-        {"failing": _pod_waiting(cluster, ns, bad, reason), "restored": _rolled_out(cluster, ns, old)},
-    )
+    settings = dict(namespace=ns, deployment="web", container="app", poll_interval=poll, timeout=60)
     log = Log()
-    try:
-        watcher.start()
-        start = time.monotonic()
-        target.apply(Release(image=bad), log=log)
-        applied = time.monotonic()
-        failed = expect_failure(lambda: target.wait(log=log, should_stop=never_stop), log, reason)
-        target.undo(Release(image=old), log=log)
-        restored = time.monotonic()
-    finally:
-        seen = watcher.stop()
-        target.close()
-    if cluster.deployment(ns, "web")["spec"]["template"]["spec"]["containers"][0]["image"] != old:
-        raise RuntimeError("undo() returned but the Deployment does not run the previous digest")
+    with FakeCluster.running() as cluster:
+        cluster.seed_deployment(ns, "web", containers={"app": old}, replicas=2)
+        cluster.set_scenario(bad, scenario)
+        target = KubernetesTarget.from_settings(
+            name="bench", settings=settings, kubeconfig=cluster.kubeconfig
+        )
+        failing = Watcher(cluster, {"failing": _pod_waiting(cluster, ns, bad, reason)})
+        # Started only once the bad digest is in place: the seeded Deployment is "rolled out" too.
+        restored = Watcher(cluster, {"restored": _rolled_out(cluster, ns, old)})
+        try:
+            failing.start()
+            start = time.monotonic()
+            target.apply(Release(image=bad), log=log)
+            applied = time.monotonic()
+            failed = expect_failure(target, log, reason)
+            restored.start()
+            target.undo(Release(image=old), log=log)
+            done = time.monotonic()
+        finally:
+            seen = {**failing.stop(), **restored.stop()}
+            target.close()
+        if cluster.deployment(ns, "web")["spec"]["template"]["spec"]["containers"][0]["image"] != old:
+            raise RuntimeError("undo() returned but the Deployment does not run the previous digest")
+        tick = cluster.controller.tick
     key = f"{scenario}@{poll:g}"
     times[f"{key}:apply"].append(applied - start)
     times[f"{key}:detect"].append(failed - start)
     times[f"{key}:visible"].append(seen.get("failing", float("nan")) - start)
-    times[f"{key}:restore"].append(restored - failed)
+    times[f"{key}:restore"].append(done - failed)
     times[f"{key}:restore_visible"].append(seen.get("restored", float("nan")) - failed)
+    return tick
 
 
 def kubernetes(runs: int) -> tuple[Times, float]:
-    from tests.k8s.harness import FakeCluster
-
     times: Times = defaultdict(list)
-    with FakeCluster.running() as cluster:
-        for poll in POLLS:
-            for scenario in ("crashloop", "imagepull"):
-                for _ in range(runs):
-                    _k8s_run(cluster, scenario, poll, times)
-            print(f"kubernetes poll {poll:g}: crashloop {median(times[f'crashloop@{poll:g}:detect']):.2f} s")
-        tick = cluster.controller.tick
+    tick = 0.0
+    for poll in POLLS:
+        for scenario in ("crashloop", "imagepull"):
+            for _ in range(runs):
+                tick = _k8s_run(scenario, poll, times)
+        print(f"kubernetes poll {poll:g}: crashloop {median(times[f'crashloop@{poll:g}:detect']):.2f} s")
     return times, tick
 
 
@@ -206,10 +214,7 @@ def _docker_run(client: Any, images: dict[str, str], times: Times) -> None:
             start = time.monotonic()
             rollout.apply(Release(image=images[bad]), log=log)
             applied = time.monotonic()
-            wait = lambda r=rollout, lg=log: r.wait(log=lg, should_stop=never_stop)  # noqa: E731
-            failed = expect_failure(
-                wait, log, {"crash": "exited with code 3", "unhealthy": "did not pass"}[bad]
-            )
+            failed = expect_failure(rollout, log, REASONS[bad])
             rollout.undo(good, log=log)
             undone = time.monotonic()
             if _get(port, "/healthz")[0] != 200 or _get(port, "/")[1] != "good":
@@ -320,28 +325,27 @@ def k8s_markdown(times: Times, tick: float, runs: int) -> str:
     rows = []
     for poll in POLLS:
         crash, pull = f"crashloop@{poll:g}", f"imagepull@{poll:g}"
+
+        def row(label: str, key: str, note: str, p: float = poll) -> list[str]:
+            return [label, f"{p:g}", *stats(times[key]), note]
+
         rows += [
-            ["(a) crash loop: `apply()` → RolloutFailed", f"{poll:g}", *stats(times[f"{crash}:detect"]),
-             f"CrashLoopBackOff in the store at {ms(times[f'{crash}:visible'])}; `apply()` itself {ms(times[f'{crash}:apply'])}"],
-            ["(b) RolloutFailed → `undo(previous)` returned", f"{poll:g}", *stats(times[f"{crash}:restore"]),
-             f"previous digest rolled out in the store at {ms(times[f'{crash}:restore_visible'])}"],
-            ["(c) ImagePullBackOff: `apply()` → RolloutFailed", f"{poll:g}", *stats(times[f"{pull}:detect"]),
-             f"ImagePullBackOff in the store at {ms(times[f'{pull}:visible'])}"],
+            row("(a) crash loop: `apply()` → RolloutFailed", f"{crash}:detect",
+                f"CrashLoopBackOff in the store at {ms(times[f'{crash}:visible'])}; "
+                f"`apply()` itself {ms(times[f'{crash}:apply'])}"),
+            row("(b) RolloutFailed → `undo(previous)` returned", f"{crash}:restore",
+                f"previous digest rolled out in the store at {ms(times[f'{crash}:restore_visible'])}"),
+            row("(c) ImagePullBackOff: `apply()` → RolloutFailed", f"{pull}:detect",
+                f"ImagePullBackOff in the store at {ms(times[f'{pull}:visible'])}"),
         ]  # fmt: skip
-    header = [
-        "Kubernetes (emulator)",
-        "poll_interval s",
-        "median ms",
-        "min ms",
-        "max ms",
-        "emulator (median ms)",
-    ]
+    header = ["Kubernetes (emulator)", "poll_interval s", *MS, "emulator (median ms)"]
     return f"""
 ### Kubernetes: kmock emulator, not a cluster
 
 `KubernetesTarget` against `tests/k8s/harness.py` over loopback HTTP: kmock serves the
-API, an asyncio "controller" writes Deployment status and Pods. Each run seeds a fresh
-namespace with a Deployment of 2 replicas already rolled out on the old digest, applies
+API, an asyncio "controller" writes Deployment status and Pods. Each run starts a fresh
+emulator (kmock keeps every request it served and slows down as that history grows),
+seeds a Deployment of 2 replicas already rolled out on the old digest, applies
 a new digest whose scenario is `crashloop` or `imagepull`, waits, then calls
 `undo(previous)`, which patches the old digest back and waits until kubectl's rules say
 "successfully rolled out". {runs} runs per row.
@@ -353,11 +357,19 @@ first status 100 ms after that, shows the new pod `ContainerCreating` for 200 ms
 `success` rollout (the rollback) finishes 100 ms after the controller noticed it. The
 last column is when that state actually appeared in the emulator's store (sampled every
 {WATCH_EVERY * 1000:.0f} ms), measured from `apply()`'s start or from the failure: the
-rest of each time is Shipmate's polling. On a real cluster the kubelet's back-off makes
-`CrashLoopBackOff` appear only after the container crashed (10 s back-off after the
-first crash), and image pulls fail after the registry's timeout: add those.
+rest of each time is Shipmate's polling. On a real cluster add scheduling, the image
+pull and the container's run up to its first crash before the kubelet shows
+`CrashLoopBackOff`, and the registry's answer (or timeout) before `ImagePullBackOff`.
 
 {table(header, rows)}
+
+A failure is seen at the first poll after it appears: at 1 s that is the second poll,
+one interval after `apply()`; at 0.2 s it is the emulator's
+~{ms(times["crashloop@0.2:visible"])} ms rounded up to the next poll. `undo()` patches
+and polls at once, before any controller can have acted, then sleeps a whole interval:
+at 1 s the previous digest was rolled out in the store after
+~{ms(times["crashloop@1:restore_visible"])} ms, yet `undo()` returned after
+~{ms(times["crashloop@1:restore"])} ms.
 """
 
 
@@ -384,7 +396,11 @@ def docker_markdown(times: Times, runs: int) -> str:
 and undoes it. The health check polls every 200 ms and asks the engine after each failed
 attempt whether the container exited, so a crash does not wait for the timeout.
 
-{table(["Docker", "median ms", "min ms", "max ms", "notes (median ms)"], rows)}
+{table(["Docker", *MS, "notes (median ms)"], rows)}
+
+Most of (a) is `apply()` itself; the exit is seen at the first health attempt. (b) is the
+timeout plus `apply()`. The undo is quick because the old container was only stopped
+and renamed: it is renamed back and started, no pull and no create.
 """
 
 
@@ -438,8 +454,9 @@ def main() -> None:
 `bench/rollback_times.py`. How long a broken release is in place before Shipmate notices,
 and how long until the previous release serves again. Median, min and max of
 {args.runs} runs each; the whole benchmark took {time.monotonic() - started:.0f} s.
-{k8s_markdown(k8s, tick, args.runs)}{docker_markdown(dock, args.runs)}
-{pipeline_markdown(pipeline) if pipeline else ""}"""
+"""
+    markdown += k8s_markdown(k8s, tick, args.runs) + docker_markdown(dock, args.runs)
+    markdown += pipeline_markdown(pipeline) if pipeline else ""
     write_section("rollback_times", markdown)
 
 

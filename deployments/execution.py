@@ -29,9 +29,10 @@ logger = logging.getLogger(__name__)
 class Heartbeat(threading.Thread):
     """Extends the lease while the run is alive and notices a cancel request."""
 
-    def __init__(self, deployment_id: int, interval: float = 0.5) -> None:
+    def __init__(self, deployment_id: int, token: str, interval: float = 0.5) -> None:
         super().__init__(name=f"heartbeat-{deployment_id}", daemon=True)
         self.deployment_id = deployment_id
+        self.token = token
         self.interval = interval
         self.cancelled = threading.Event()
         self._done = threading.Event()
@@ -40,16 +41,22 @@ class Heartbeat(threading.Thread):
         try:
             while not self._done.wait(self.interval):
                 try:
-                    if runs.deployment_heartbeat(deployment_id=self.deployment_id):
-                        self.cancelled.set()
+                    owned, cancel = runs.deployment_heartbeat(
+                        deployment_id=self.deployment_id, token=self.token
+                    )
                 except Exception:  # a busy database must not kill the run
                     logger.warning("heartbeat for deployment %s failed", self.deployment_id, exc_info=True)
+                    continue
+                if cancel or not owned:
+                    # Not owned: the reaper settled or requeued the run; stop touching it.
+                    self.cancelled.set()
         finally:
             connection.close()
 
     def stop(self) -> None:
         self._done.set()
-        self.join(timeout=5)
+        if self.is_alive():
+            self.join(timeout=5)
 
 
 class DbRecorder:
@@ -94,13 +101,17 @@ class DbRecorder:
     def record(self, **fields: Any) -> None:
         for key, value in fields.items():
             setattr(self.deployment, key, value)
-        Deployment.objects.filter(pk=self.deployment.pk).update(**fields)
+        Deployment.objects.filter(pk=self.deployment.pk, claim_token=self.heartbeat.token).update(**fields)
 
     def find_reusable(self, commit_sha: str) -> str | None:
+        repository = self.deployment.repository
+        if repository.dockerfile_repo_url:
+            return None  # the image definition lives elsewhere and may have moved on
         earlier = (
             Deployment.objects.filter(
-                repository=self.deployment.repository,
+                repository=repository,
                 commit_sha=commit_sha,
+                build_key=repository.build_key,
                 stages__name="push",
                 stages__status=StageStatus.SUCCEEDED,
             )
@@ -115,13 +126,9 @@ class DbRecorder:
         return earlier.image_digest
 
 
-def container_name(deployment: Deployment) -> str:
-    return f"shipmate-{deployment.repository.name}-{deployment.environment.name}"
-
-
 def build_plan(deployment: Deployment) -> BuildPlan:
     repo = deployment.repository
-    current = last_successful(deployment.environment)
+    current = last_successful(deployment.environment, repository=repo)
     docker_host = settings.DOCKER_HOST or None
     settings.WORK_DIR.mkdir(parents=True, exist_ok=True)
     auth = None
@@ -171,11 +178,11 @@ def release_plan(deployment: Deployment) -> ReleasePlan:
     env = deployment.environment
     target = build_target(
         env.target_kind,
-        name=container_name(deployment),
+        name=deployment.target_name,
         settings=env.target_settings,
         kubeconfig=env.kubeconfig,
     )
-    good = last_successful(env)
+    good = last_successful(env, repository=deployment.repository)
     return ReleasePlan(
         target=target,
         release=_release(deployment, deployment.image_digest),
@@ -191,69 +198,91 @@ def _secrets(deployment: Deployment) -> list[str]:
     return values
 
 
+class BackToApproval(Exception):
+    """The approvals no longer bind what would ship; people must decide again."""
+
+
 def execute(deployment_id: int, *, worker: str) -> str:
     """Run what is next for one deployment. Returns the status it ended in."""
     claimed = runs.deployment_claim(deployment_id=deployment_id, worker=worker)
     if claimed is None:
         return "not claimed"
     deployment, phase = claimed
-    secrets = _secrets(deployment)
-    masker = Masker(secrets)
-    heartbeat = Heartbeat(deployment.pk)
-    heartbeat.start()
-    with LogWriter(deployment.pk, secrets=secrets) as writer:
-        writer.event("status", status=Status.RUNNING)
-        rec = DbRecorder(deployment, writer, heartbeat)
-        status, error = Status.FAILED, ""
-        try:
-            status = _run_phases(deployment, phase, rec, writer)
-        except Cancelled:
-            status, error = Status.CANCELLED, "Cancelled while running."
-        except RolledBack as exc:
-            status, error = Status.ROLLED_BACK, str(exc)
-        except StageError as exc:
-            status, error = Status.FAILED, str(exc)
-        except Exception as exc:  # never leave a run in "running"
-            logger.exception("deployment %s crashed", deployment.pk)
-            status, error = Status.FAILED, f"internal error: {exc.__class__.__name__}: {exc}"
-        finally:
-            heartbeat.stop()
-        error = masker(error)
+    token = deployment.claim_token
+    heartbeat = Heartbeat(deployment.pk, token)
+    secrets: list[str] = []
+    writer: LogWriter | None = None
+    status, error = Status.FAILED, ""
+    try:
+        # Inside the try: a secret that cannot be decrypted must fail the run, not strand it.
+        secrets = _secrets(deployment)
+        writer = LogWriter(deployment.pk, secrets=secrets)
+        heartbeat.start()
+        status = _run_phases(deployment, phase, DbRecorder(deployment, writer, heartbeat), writer)
+    except Cancelled:
+        status, error = Status.CANCELLED, "Cancelled while running."
+    except BackToApproval as exc:
+        status, error = Status.AWAITING_APPROVAL, str(exc)
+    except RolledBack as exc:
+        status, error = Status.ROLLED_BACK, str(exc)
+    except StageError as exc:
+        status, error = Status.FAILED, str(exc)
+    except Exception as exc:  # never leave a run in "running"
+        logger.exception("deployment %s crashed", deployment.pk)
+        status, error = Status.FAILED, f"internal error: {exc.__class__.__name__}: {exc}"
+    finally:
+        heartbeat.stop()
+    error = Masker(secrets)(error)
+    if writer is not None:
         if error:
             writer.line(error)
-        if status != Status.AWAITING_APPROVAL:
-            runs.deployment_finish(deployment=deployment, status=status, error=error)
-            writer.event("status", status=status)
-            writer.event("end", status=status)
-        return status
+        writer.close()
+    if status == Status.AWAITING_APPROVAL:
+        runs.deployment_await_approval(deployment=deployment, token=token, reason=error)
+    else:
+        runs.deployment_finish(deployment=deployment, status=status, error=error, token=token)
+    return status
 
 
 def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: LogWriter) -> str:
     if phase == runs.BUILD:
+        rec.record(build_key=deployment.repository.build_key)
         run_build(build_plan(deployment), rec)
         if approvals_needed(deployment) > 0:
-            Stage.objects.filter(deployment=deployment, name="approval").update(
-                status=StageStatus.RUNNING, started_at=timezone.now()
-            )
             writer.event("stage", name="approval", status=StageStatus.RUNNING)
             writer.line(
                 f"Waiting for approval to deploy {deployment.image_digest} to {deployment.environment}"
             )
-            runs.deployment_await_approval(deployment=deployment)
-            writer.event("status", status=Status.AWAITING_APPROVAL)
             return Status.AWAITING_APPROVAL
         rec.skip("approval", "not required")
-    reason = runs.deployment_gate(deployment=deployment)
+    _stop_if_cancelled(deployment, rec)
+    reason, approved_hash = runs.deployment_gate(deployment=deployment)
+    if reason and phase == runs.RELEASE:
+        raise BackToApproval(f"not rolling out: {reason}")
     if reason:
-        Stage.objects.filter(deployment=deployment, name="approval").update(status=StageStatus.FAILED)
         raise StageError(f"not rolling out: {reason}")
-    if phase == runs.RELEASE:
-        Stage.objects.filter(deployment=deployment, name="approval").update(
-            status=StageStatus.SUCCEEDED, finished_at=timezone.now()
-        )
-        writer.event("stage", name="approval", status=StageStatus.SUCCEEDED)
-    env = deployment.environment
-    good = last_successful(env)
-    rec.record(config_hash=env.config_hash(), config_snapshot=env.config_snapshot(), replaced=good)
-    run_release(release_plan(deployment), rec)
+    plan = release_plan(deployment)
+    try:
+        env = deployment.environment
+        if approvals_needed(deployment) and env.config_hash() != approved_hash:
+            raise BackToApproval("not rolling out: the configuration changed after the approval check")
+        if phase == runs.RELEASE:
+            Stage.objects.filter(deployment=deployment, name="approval").update(
+                status=StageStatus.SUCCEEDED, finished_at=timezone.now()
+            )
+            writer.event("stage", name="approval", status=StageStatus.SUCCEEDED)
+        good = last_successful(env, repository=deployment.repository)
+        rec.record(config_hash=approved_hash, config_snapshot=env.config_snapshot(), replaced=good)
+        _stop_if_cancelled(deployment, rec)
+        run_release(plan, rec)
+    finally:
+        close = getattr(plan.target, "close", None)
+        if close is not None:
+            close()
     return Status.SUCCEEDED
+
+
+def _stop_if_cancelled(deployment: Deployment, rec: DbRecorder) -> None:
+    # The heartbeat polls twice a second; between phases a click may be newer than that.
+    if rec.should_stop() or runs.cancel_requested(deployment.pk):
+        raise Cancelled()

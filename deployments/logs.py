@@ -22,7 +22,7 @@ from urllib.parse import quote, quote_plus
 import redis as redis_lib
 import redis.asyncio as redis_async
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -152,6 +152,17 @@ def publish_event(deployment_id: int, kind: str, **data: str) -> bool:
         logger.warning("Log event %s for deployment %s not published: %s", kind, deployment_id, exc)
         return False
     return True
+
+
+def publish_status(deployment_id: int, status: str, *, end: bool = False) -> None:
+    """Tell live viewers about a status change once the transaction commits."""
+
+    def send() -> None:
+        publish_event(deployment_id, "status", status=status)
+        if end:
+            publish_event(deployment_id, "end", status=status)
+
+    transaction.on_commit(send)
 
 
 # --- writer --------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_str
@@ -24,6 +25,15 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Key for secrets at rest (environment variables, kubeconfigs). Falls back to a
 # key derived from SECRET_KEY so the one-machine setup needs no extra step.
 FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
+if FIELD_ENCRYPTION_KEY:
+    # Checked here, not at the first encrypt: a typo would otherwise surface only when
+    # someone saves a secret, or make every stored secret unreadable.
+    try:
+        Fernet(FIELD_ENCRYPTION_KEY.encode())
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes)"
+        ) from exc
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -136,7 +146,9 @@ DOCKER_HOST = env_str("DOCKER_HOST", "")  # empty: the Docker SDK's default (soc
 REGISTRY = env_str("SHIPMATE_REGISTRY", "127.0.0.1:5000")
 REGISTRY_USERNAME = env_str("SHIPMATE_REGISTRY_USERNAME", "")
 REGISTRY_PASSWORD = env_str("SHIPMATE_REGISTRY_PASSWORD", "")
-BUILD_NETWORK_MODE = env_str("SHIPMATE_BUILD_NETWORK_MODE", "host")
+# Not "host": a RUN step could then reach services on the worker's loopback (Redis,
+# PostgreSQL). scripts/run.sh picks "host" for its own bridge-less demo engine.
+BUILD_NETWORK_MODE = env_str("SHIPMATE_BUILD_NETWORK_MODE", "bridge")
 WORK_DIR = Path(env_str("SHIPMATE_WORK_DIR", str(STATE_DIR / "work")))
 TEST_TIMEOUT = env_int("SHIPMATE_TEST_TIMEOUT", 600, minimum=1)
 LEASE_SECONDS = env_int("SHIPMATE_LEASE_SECONDS", 60, minimum=5)

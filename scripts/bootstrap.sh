@@ -11,6 +11,10 @@ for pair in redis-server:redis-server dockerd:docker.io docker-registry:docker-r
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ -x /bin/busybox ] || need+=(busybox-static)
+# Debian ships venv's ensurepip separately; a python3 from elsewhere (pyenv) has it built in.
+if [ ! -x "$root/.venv/bin/python" ]; then
+  python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+fi
 if [ "$profile" = test ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)

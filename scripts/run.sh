@@ -22,6 +22,11 @@ trap cleanup INT TERM EXIT
 scripts/services.sh start run
 started_services=1
 set -a; . "$state/services.env"; set +a
+# The engine services.sh starts itself has no bridge (--bridge=none), so builds there
+# need the host network; an existing engine keeps the safer default (bridge).
+case "$DOCKER_HOST" in
+  unix:///tmp/shipmate-*-run/docker.sock) export SHIPMATE_BUILD_NETWORK_MODE=${SHIPMATE_BUILD_NETWORK_MODE:-host} ;;
+esac
 
 # A stable secret key per install, kept out of git with the rest of the state.
 [ -f "$state/secret_key" ] || (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > "$state/secret_key")

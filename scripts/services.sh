@@ -97,23 +97,38 @@ pg_bin() {
   echo "services: PostgreSQL server binaries not found" >&2; return 1
 }
 
+# The data dir lives under $run, not the clone: the server runs as the unprivileged
+# shipmate-pg user, which cannot reach a clone under a private home such as /root.
+# It is a throwaway test database, so /tmp is fine.
+pg_data="$run/pg-data"
+
 start_postgres() {
   local bin; bin=$(pg_bin)
-  local data="$state/pg-data"
   if ! id shipmate-pg >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin shipmate-pg
   fi
+  chmod a+x "$run"  # shipmate-pg must traverse it even under a strict umask
   mkdir -p "$run/pg"
   chown shipmate-pg "$run/pg"
-  if [ ! -f "$data/PG_VERSION" ]; then
-    mkdir -p "$data"; chown shipmate-pg "$data"
-    runuser -u shipmate-pg -- "$bin/initdb" -D "$data" -U postgres --auth=trust > "$state/pg-init.log"
+  if [ ! -f "$pg_data/PG_VERSION" ]; then
+    mkdir -p "$pg_data"; chown shipmate-pg "$pg_data"
+    runuser -u shipmate-pg -- "$bin/initdb" -D "$pg_data" -U postgres --auth=trust > "$state/pg-init.log"
   fi
-  if ! runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$data" -l "$run/pg/postgres.log" -w \
+  if ! runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+    runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$pg_data" -l "$run/pg/postgres.log" -w \
       -o "-k $run/pg -h 127.0.0.1 -p $pg_port -c fsync=off" start > /dev/null
   fi
   echo "TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postgres" >> "$envfile"
+}
+
+stop_postgres() {
+  local data
+  # $state/pg-data: where older versions of this script kept it; stop that one too.
+  for data in "$pg_data" "$state/pg-data"; do
+    if [ -f "$data/PG_VERSION" ]; then
+      runuser -u shipmate-pg -- "$(pg_bin)/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+    fi
+  done
 }
 
 stop_pid() {
@@ -134,9 +149,7 @@ case "$cmd" in
     if [ "$pg_port" != 0 ]; then start_postgres; fi
     ;;
   stop)
-    if [ -f "$state/pg-data/PG_VERSION" ]; then
-      runuser -u shipmate-pg -- "$(pg_bin)/pg_ctl" -D "$state/pg-data" -m fast stop >/dev/null 2>&1 || true
-    fi
+    stop_postgres
     stop_pid "$state/registry.pid"
     stop_pid "$state/redis.pid"
     stop_pid "$state/dockerd.pid"

@@ -18,5 +18,7 @@ DATABASES["default"].setdefault("TEST", {})  # noqa: F405
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # Per process, so two test runs on one machine never share (and destroy) one file.
     DATABASES["default"]["TEST"]["NAME"] = str(STATE_DIR / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+# The test engine has no bridge, and the demo Dockerfile's RUN needs no network.
+BUILD_NETWORK_MODE = "none"
 # Short leases so reaper tests need not wait long.
 LEASE_SECONDS = 10

@@ -81,7 +81,16 @@ class Deployment(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    # Changes with every claim: a worker writes only while its token is current, so a
+    # run the reaper took away from a stalled worker cannot be overwritten by it.
+    claim_token = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims, one per phase run.")
+    lost_count = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the reaper found the worker gone."
+    )
+    # What the image was built from besides the commit (Dockerfile, context, tests):
+    # an image is reused only for the same commit *and* the same build key.
+    build_key = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -112,6 +121,11 @@ class Deployment(models.Model):
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def target_name(self) -> str:
+        """The name of what runs on the target: container, or Shipmate's labels."""
+        return f"shipmate-{self.repository.name}-{self.environment.name}"
 
     @property
     def stream_key(self) -> str:

@@ -1,3 +1,4 @@
+import hashlib
 from pathlib import Path
 
 from django.conf import settings
@@ -47,6 +48,12 @@ class Repository(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def build_key(self) -> str:
+        """Changes when anything but the commit would change the image or its tests."""
+        parts = [self.dockerfile_path, self.build_context, self.test_command, self.image_name]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     @property
     def history_dir(self) -> Path:

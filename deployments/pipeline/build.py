@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,9 +45,7 @@ def build_image(
         raise StageError(f"Dockerfile {dockerfile.name} is not a file")
     if context_dir not in dockerfile.parents:
         # A Dockerfile from a separate repository: the builder only sees the context.
-        copy = context_dir / EXTERNAL_DOCKERFILE
-        shutil.copyfile(dockerfile, copy)
-        dockerfile = copy
+        dockerfile = _place_external_dockerfile(dockerfile, context_dir / EXTERNAL_DOCKERFILE)
     relative = dockerfile.relative_to(context_dir).as_posix()
     log(f"Building {tag} (network: {network_mode})")
     lines = LineLog(log)
@@ -83,6 +81,24 @@ def build_image(
         raise StageError(f"build failed: {_explain(exc)}") from exc
     log(f"Built {tag} ({image_id[:19]})")
     return image_id
+
+
+def _place_external_dockerfile(source: Path, copy: Path) -> Path:
+    """Copy `source` to `copy` inside the context without following anything the
+    repository may have planted there: a symlink at that name would otherwise make the
+    worker overwrite whatever file it points at."""
+    if copy.is_symlink() or copy.exists():
+        if copy.is_dir() and not copy.is_symlink():
+            raise StageError(f"the repository has a directory named {EXTERNAL_DOCKERFILE}")
+        copy.unlink()
+    content = source.read_bytes()
+    try:
+        fd = os.open(copy, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise StageError(f"cannot place the Dockerfile in the build context: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+    return copy
 
 
 def _explain(exc: DockerException) -> str:

@@ -45,7 +45,7 @@ class BuildPlan:
     dockerfile_repo_url: str = ""
     dockerfile_repo_ref: str = ""
     allowed_protocols: tuple[str, ...] = ("https", "ssh", "git", "file")
-    build_network_mode: str = "host"
+    build_network_mode: str = "bridge"
     test_timeout: float = 600.0
     work_dir: Path | None = None
     known_commit: str = ""  # set when the deployment reuses an existing build
@@ -102,42 +102,47 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
             return reused
 
         client = plan.docker() if plan.docker else None
-        tag = f"{plan.image_repository}:{sha}"
-        with rec.stage("build"):
-            build.build_image(
-                client,
-                context_dir=context,
-                dockerfile=dockerfile,
-                tag=tag,
-                labels=build.oci_labels(plan.repo_url, sha, plan.ref),
-                network_mode=plan.build_network_mode,
-                log=rec.log,
-                should_stop=rec.should_stop,
-            )
-        if plan.test_command:
-            with rec.stage("test"):
-                testrun.run_tests(
+        try:
+            tag = f"{plan.image_repository}:{sha}"
+            with rec.stage("build"):
+                build.build_image(
                     client,
-                    image=tag,
-                    command=plan.test_command,
-                    timeout=plan.test_timeout,
+                    context_dir=context,
+                    dockerfile=dockerfile,
+                    tag=tag,
+                    labels=build.oci_labels(plan.repo_url, sha, plan.ref),
+                    network_mode=plan.build_network_mode,
                     log=rec.log,
                     should_stop=rec.should_stop,
                 )
-                rec.record(tests_passed=True)
-        else:
-            rec.skip("test", "no test command configured")
-        with rec.stage("push"):
-            digest = push.push_image(
-                client,
-                repository=plan.image_repository,
-                tag=sha,
-                log=rec.log,
-                should_stop=rec.should_stop,
-                auth_config=plan.registry_auth,
-            )
-            rec.record(image_digest=digest)
-        return digest
+            if plan.test_command:
+                with rec.stage("test"):
+                    testrun.run_tests(
+                        client,
+                        image=tag,
+                        command=plan.test_command,
+                        timeout=plan.test_timeout,
+                        log=rec.log,
+                        should_stop=rec.should_stop,
+                    )
+                    rec.record(tests_passed=True)
+            else:
+                rec.skip("test", "no test command configured")
+            with rec.stage("push"):
+                digest = push.push_image(
+                    client,
+                    repository=plan.image_repository,
+                    tag=sha,
+                    log=rec.log,
+                    should_stop=rec.should_stop,
+                    auth_config=plan.registry_auth,
+                )
+                rec.record(image_digest=digest)
+            return digest
+
+        finally:
+            if client is not None:
+                client.close()
 
 
 def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> Path:

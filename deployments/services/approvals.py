@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import permissions
+from ..logs import publish_status
 from ..models import Approval, Deployment, Status
 from .audit import audit
 from .deployments import DeployRefused
@@ -25,6 +26,8 @@ def valid_approvals(deployment: Deployment, config_hash: str) -> list[Approval]:
             continue
         if approval.approver_id in seen or not permissions.can_approve(approval.approver, deployment):
             continue
+        if deployment.break_glass_reason and approval.approver_id == deployment.requested_by_id:
+            continue  # break-glass always needs a second person
         seen.add(approval.approver_id)
         valid.append(approval)
     return valid
@@ -42,7 +45,8 @@ def _decide(
     deployment = Deployment.objects.select_for_update().select_related("environment").get(pk=deployment.pk)
     if deployment.status != Status.AWAITING_APPROVAL:
         raise DeployRefused("This deployment is not waiting for approval.")
-    if deployment.requested_by_id == user.pk and not deployment.environment.allow_self_approval:
+    own = deployment.requested_by_id == user.pk
+    if own and (deployment.break_glass_reason or not deployment.environment.allow_self_approval):
         raise DeployRefused("You cannot approve your own deployment.")
     if not permissions.can_approve(user, deployment):
         raise DeployRefused(f"You may not approve deployments to {deployment.environment}.")
@@ -76,9 +80,7 @@ def deployment_approve(
     if len(valid_approvals(deployment, approval.config_hash)) >= approvals_needed(deployment):
         deployment.status = Status.APPROVED
         deployment.save(update_fields=["status"])
-        from ..logs import publish_event
-
-        transaction.on_commit(lambda: publish_event(deployment.pk, "status", status=Status.APPROVED))
+        publish_status(deployment.pk, Status.APPROVED)
         dispatch_next(deployment.environment_id)
     return approval
 
@@ -103,8 +105,5 @@ def deployment_reject(
     deployment.save(update_fields=["status", "finished_at", "error"])
     deployment.stages.filter(status__in=["pending", "running"]).update(status="cancelled")
     audit(user, "deployment.reject", deployment, source_ip=source_ip, comment=approval.comment)
-    from ..logs import publish_event
-
-    transaction.on_commit(lambda: publish_event(deployment.pk, "status", status=Status.REJECTED))
-    transaction.on_commit(lambda: publish_event(deployment.pk, "end", status=Status.REJECTED))
+    publish_status(deployment.pk, Status.REJECTED, end=True)
     return approval

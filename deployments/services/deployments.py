@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import permissions
-from ..logs import discard_stream
+from ..logs import discard_stream, publish_status
 from ..models import Deployment, Environment, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
 from ..pipeline import git
@@ -27,8 +27,8 @@ class NeedsConfirmation(DeployRefused):
 
 def older_code_warning(*, repository: Repository, environment: Environment, ref: str) -> str | None:
     """Says so when `ref` is an ancestor of what the environment runs now."""
-    current = last_successful(environment)
-    if current is None or current.repository_id != repository.pk or not current.commit_sha:
+    current = last_successful(environment, repository=repository)
+    if current is None or not current.commit_sha:
         return None
     protocols = settings.GIT_ALLOWED_PROTOCOLS
     try:
@@ -109,7 +109,6 @@ def _create(
     return deployment
 
 
-@transaction.atomic
 def deployment_request(
     *,
     user: Any,
@@ -127,10 +126,36 @@ def deployment_request(
     except GitError as exc:
         raise DeployRefused(str(exc)) from exc
     _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
+    # Outside the transaction: it may talk to the git server, and a transaction
+    # (on SQLite, the database's write lock) must not wait for the network.
     if not confirm_older:
         warning = older_code_warning(repository=repository, environment=environment, ref=ref)
         if warning:
             raise NeedsConfirmation(warning)
+    return _request(
+        user=user,
+        repository=repository,
+        environment=environment,
+        ref=ref,
+        trigger=trigger,
+        source_ip=source_ip,
+        break_glass_reason=break_glass_reason,
+    )
+
+
+@transaction.atomic
+def _request(
+    *,
+    user: Any,
+    repository: Repository,
+    environment: Environment,
+    ref: str,
+    trigger: str,
+    source_ip: str | None,
+    break_glass_reason: str,
+) -> Deployment:
+    environment = Environment.objects.get(pk=environment.pk)  # the lock may have changed meanwhile
+    _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
     return _create(
         user=user,
         repository=repository,
@@ -159,19 +184,17 @@ def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | Non
         deployment.save(update_fields=["status", "finished_at", "error"])
         # Pending stages, and the approval stage of a run that was waiting for people.
         deployment.stages.filter(status__in=["pending", "running"]).update(status="cancelled")
-        from ..logs import publish_event
-
-        transaction.on_commit(lambda: publish_event(deployment.pk, "status", status=Status.CANCELLED))
-        transaction.on_commit(lambda: publish_event(deployment.pk, "end", status=Status.CANCELLED))
+        publish_status(deployment.pk, Status.CANCELLED, end=True)
         dispatch_next(deployment.environment_id)
     audit(user, "deployment.cancel", deployment, source_ip=source_ip)
     return deployment
 
 
-def last_successful(environment: Environment, *, before: Deployment | None = None) -> Deployment | None:
+def last_successful(environment: Environment, *, repository: Repository | None = None) -> Deployment | None:
+    """What the environment runs now (of `repository`, when given), as Shipmate deployed it."""
     qs = Deployment.objects.filter(environment=environment, status=Status.SUCCEEDED).exclude(image_digest="")
-    if before is not None:
-        qs = qs.filter(finished_at__lt=before.finished_at)
+    if repository is not None:
+        qs = qs.filter(repository=repository)
     return qs.order_by("-finished_at", "-id").first()
 
 
@@ -186,7 +209,10 @@ def deployment_rollback(
         raise DeployRefused(f"{environment} has no successful deployment to roll back from.")
     previous = (
         Deployment.objects.filter(
-            environment=environment, status=Status.SUCCEEDED, finished_at__lt=current.finished_at
+            environment=environment,
+            repository=current.repository,
+            status=Status.SUCCEEDED,
+            finished_at__lt=current.finished_at,
         )
         .exclude(image_digest="")
         .exclude(image_digest=current.image_digest)
@@ -220,6 +246,8 @@ def deployment_promote(
     break_glass_reason: str = "",
 ) -> Deployment:
     """Ship exactly the digest that `source` runs to `target` (build once, deploy many)."""
+    if source.order >= target.order:
+        raise DeployRefused(f"Promotion goes forward only: {source} does not come before {target}.")
     _check_can_deploy(user=user, environment=target, break_glass_reason=break_glass_reason)
     running = last_successful(source)
     if running is None:

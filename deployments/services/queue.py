@@ -35,4 +35,6 @@ def dispatch_next(environment_id: int) -> None:
 
             run_deployment.delay(head.pk)
 
-    transaction.on_commit(send)
+    # Robust: a broker hiccup must not turn a committed request into an error page;
+    # the reaper dispatches waiting heads again.
+    transaction.on_commit(send, robust=True)

@@ -1,49 +1,77 @@
-"""State changes made by the worker and the reaper (the actor is the system)."""
+"""State changes made by the worker and the reaper (the actor is the system).
+
+Every write of a running deployment is conditional on the claim token the worker
+got: once the reaper has settled or requeued a run, the stalled worker that owned it
+can no longer change it.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import Deployment, Environment, Status
+from ..logs import publish_status
+from ..models import Deployment, Environment, Stage, StageStatus, Status
 from ..models.deployment import WAITING
 from .approvals import approvals_needed, valid_approvals
 from .audit import audit
 from .queue import dispatch_next, environment_busy, next_waiting
 
+logger = logging.getLogger(__name__)
 BUILD, RELEASE = "build", "release"
 
 
-def _lease() -> timezone.datetime:
+def _lease() -> datetime:
     return timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
+
+
+def hold_reason(environment: Environment, deployment: Deployment) -> str | None:
+    """Why nothing may start in the environment now (lock, freeze), or None."""
+    if environment.is_locked:
+        who = environment.locked_by.get_username() if environment.locked_by else "someone"
+        return f"{environment} is locked by {who}: {environment.locked_reason}"
+    freeze = environment.active_freeze()
+    if freeze and not deployment.break_glass_reason:
+        return f"{environment} is in a freeze window ({freeze.reason})"
+    return None
 
 
 @transaction.atomic
 def deployment_claim(*, deployment_id: int, worker: str) -> tuple[Deployment, str] | None:
     """Take a waiting deployment if it is first in its environment's queue and
     nothing else runs there. Returns None when the claim is not ours to make
-    (duplicate message, already running, not first in line, finished)."""
+    (duplicate message, already running, not first in line, finished, or the
+    environment is locked or frozen: the queue holds until that ends)."""
     row = Deployment.objects.filter(pk=deployment_id).values("environment_id", "status").first()
     if row is None or row["status"] not in WAITING:
         return None
     # Locking the environment row serialises claims per environment across workers.
-    Environment.objects.select_for_update().filter(pk=row["environment_id"]).first()
-    if environment_busy(row["environment_id"]):
+    environment = Environment.objects.select_for_update().filter(pk=row["environment_id"]).first()
+    if environment is None or environment_busy(environment.pk):
         return None
-    head = next_waiting(row["environment_id"])
+    head = next_waiting(environment.pk)
     if head is None or head.pk != deployment_id:
         return None
+    if head.cancel_requested:
+        _settle(head, Status.CANCELLED, "Cancelled before it started.", status=head.status)
+        return None
+    if hold_reason(environment, head):
+        return None
     phase = RELEASE if head.status == Status.APPROVED else BUILD
-    now = timezone.now()
+    token = uuid.uuid4().hex
     claimed = Deployment.objects.filter(pk=deployment_id, status=head.status).update(
         status=Status.RUNNING,
-        started_at=head.started_at or now,
+        started_at=head.started_at or timezone.now(),
         lease_expires_at=_lease(),
         worker=worker[:200],
         attempts=head.attempts + 1,
+        claim_token=token,
     )
     if not claimed:
         return None
@@ -51,85 +79,99 @@ def deployment_claim(*, deployment_id: int, worker: str) -> tuple[Deployment, st
         pk=deployment_id
     )
     audit("system", "deployment.start", deployment, worker=worker, phase=phase, attempt=deployment.attempts)
+    publish_status(deployment.pk, Status.RUNNING)
     return deployment, phase
 
 
-def deployment_heartbeat(*, deployment_id: int) -> bool:
-    """Extend the lease; returns True if the user asked to cancel."""
-    Deployment.objects.filter(pk=deployment_id, status=Status.RUNNING).update(lease_expires_at=_lease())
+def deployment_heartbeat(*, deployment_id: int, token: str) -> tuple[bool, bool]:
+    """Extend the lease. Returns (still ours, cancel requested)."""
+    owned = Deployment.objects.filter(pk=deployment_id, status=Status.RUNNING, claim_token=token).update(
+        lease_expires_at=_lease()
+    )
+    cancel = Deployment.objects.filter(pk=deployment_id, cancel_requested=True).exists()
+    return bool(owned), cancel
+
+
+def cancel_requested(deployment_id: int) -> bool:
     return Deployment.objects.filter(pk=deployment_id, cancel_requested=True).exists()
 
 
-@transaction.atomic
-def deployment_finish(*, deployment: Deployment, status: str, error: str = "") -> None:
-    Deployment.objects.filter(pk=deployment.pk).update(
-        status=status, error=error[:5000], finished_at=timezone.now(), lease_expires_at=None
+def _settle(deployment: Deployment, outcome: str, error: str, **expect: Any) -> bool:
+    """Finish `deployment` if it is still in the `expect`ed state; audit and move the queue on."""
+    updated = Deployment.objects.filter(pk=deployment.pk, **expect).update(
+        status=outcome, error=error[:5000], finished_at=timezone.now(), lease_expires_at=None
     )
-    deployment.status, deployment.error = status, error
-    deployment.stages.filter(status__in=["pending", "running"]).update(
-        status="cancelled" if status == Status.CANCELLED else "skipped"
+    if not updated:
+        return False
+    deployment.status, deployment.error = outcome, error
+    deployment.stages.filter(status__in=[StageStatus.PENDING, StageStatus.RUNNING]).update(
+        status=StageStatus.CANCELLED if outcome == Status.CANCELLED else StageStatus.SKIPPED
     )
-    audit("system", f"deployment.{status}", deployment, error=error[:500])
+    audit("system", f"deployment.{outcome}", deployment, error=error[:500])
+    publish_status(deployment.pk, outcome, end=True)
     dispatch_next(deployment.environment_id)
+    return True
 
 
 @transaction.atomic
-def deployment_await_approval(*, deployment: Deployment) -> None:
-    Deployment.objects.filter(pk=deployment.pk).update(status=Status.AWAITING_APPROVAL, lease_expires_at=None)
+def deployment_finish(*, deployment: Deployment, status: str, error: str = "", token: str) -> bool:
+    """The worker settles its run; False if the run is no longer its own."""
+    return _settle(deployment, status, error, status=Status.RUNNING, claim_token=token)
+
+
+@transaction.atomic
+def deployment_await_approval(*, deployment: Deployment, token: str, reason: str = "") -> bool:
+    """Park the run for people to decide; the environment is free meanwhile."""
+    if cancel_requested(deployment.pk):
+        return _settle(deployment, Status.CANCELLED, "Cancelled.", status=Status.RUNNING, claim_token=token)
+    updated = Deployment.objects.filter(pk=deployment.pk, status=Status.RUNNING, claim_token=token).update(
+        status=Status.AWAITING_APPROVAL, lease_expires_at=None
+    )
+    if not updated:
+        return False
     deployment.status = Status.AWAITING_APPROVAL
-    audit("system", "deployment.awaiting_approval", deployment)
-    # The environment is free while people decide; the next run may build.
+    Stage.objects.filter(deployment=deployment, name="approval").update(
+        status=StageStatus.RUNNING, started_at=timezone.now(), finished_at=None
+    )
+    action = "deployment.approval_voided" if reason else "deployment.awaiting_approval"
+    audit("system", action, deployment, reason=reason)
+    publish_status(deployment.pk, Status.AWAITING_APPROVAL)
     dispatch_next(deployment.environment_id)
+    return True
 
 
 @transaction.atomic
-def deployment_gate(*, deployment: Deployment) -> str | None:
-    """Checked right before the rollout, inside a transaction: returns why the
-    deployment may not roll out, or None. A forged or replayed task message for
-    an unapproved deployment stops here."""
+def deployment_gate(*, deployment: Deployment) -> tuple[str | None, str]:
+    """Checked right before the rollout, inside a transaction. Returns (why the
+    deployment may not roll out or None, the configuration hash it was checked
+    against). A forged or replayed task message for an unapproved deployment stops
+    here, and so does a run whose environment was locked or frozen meanwhile."""
     fresh = Deployment.objects.select_for_update().select_related("environment").get(pk=deployment.pk)
+    environment = fresh.environment
+    config_hash = environment.config_hash()
+    held = hold_reason(environment, fresh)
+    if held:
+        return held, config_hash
     needed = approvals_needed(fresh)
     if needed == 0:
-        return None
-    config_hash = fresh.environment.config_hash()
+        return None, config_hash
     have = len(valid_approvals(fresh, config_hash))
     if have >= needed:
-        return None
+        return None, config_hash
     return (
-        f"{fresh.environment} needs {needed} valid approval(s) of commit {fresh.short_sha}, "
+        f"{environment} needs {needed} valid approval(s) of commit {fresh.short_sha}, "
         f"digest {fresh.short_digest} and the current configuration; {have} found"
-    )
+    ), config_hash
 
 
 def reap() -> dict[str, int]:
     """Settle runs whose worker vanished, and restart queues whose message got lost."""
-    counts = {"requeued": 0, "failed": 0, "dispatched": 0}
-    expired = Deployment.objects.filter(status=Status.RUNNING, lease_expires_at__lt=timezone.now())
-    for deployment in expired.select_related("environment"):
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "dispatched": 0}
+    now = timezone.now()
+    expired = Deployment.objects.filter(status=Status.RUNNING, lease_expires_at__lt=now)
+    for deployment in expired.select_related("environment", "repository"):
         with transaction.atomic():
-            touched_target = deployment.stages.filter(name="rollout").exclude(status="pending").exists()
-            if touched_target or deployment.attempts >= settings.MAX_ATTEMPTS:
-                reason = (
-                    "worker lost during the rollout; check the target"
-                    if touched_target
-                    else f"worker lost {deployment.attempts} time(s); giving up"
-                )
-                deployment_finish(deployment=deployment, status=Status.FAILED, error=reason)
-                counts["failed"] += 1
-            else:
-                back = (
-                    Status.APPROVED
-                    if deployment.approvals.exists() and deployment.image_digest
-                    else Status.QUEUED
-                )
-                updated = Deployment.objects.filter(pk=deployment.pk, status=Status.RUNNING).update(
-                    status=back, lease_expires_at=None
-                )
-                if updated:
-                    deployment.stages.filter(status="running").update(status="pending")
-                    audit("system", "deployment.requeue", deployment, attempt=deployment.attempts)
-                    dispatch_next(deployment.environment_id)
-                    counts["requeued"] += 1
+            counts[_reap_one(deployment, now)] += 1
     waiting_envs = (
         Deployment.objects.filter(status__in=WAITING)
         .exclude(environment__deployments__status=Status.RUNNING)
@@ -143,13 +185,45 @@ def reap() -> dict[str, int]:
     return counts
 
 
-__all__ = [
-    "BUILD",
-    "RELEASE",
-    "deployment_await_approval",
-    "deployment_claim",
-    "deployment_finish",
-    "deployment_gate",
-    "deployment_heartbeat",
-    "reap",
-]
+def _reap_one(deployment: Deployment, now: datetime) -> str:
+    expect = {"status": Status.RUNNING, "lease_expires_at__lt": now, "claim_token": deployment.claim_token}
+    lost = deployment.lost_count + 1
+    Deployment.objects.filter(pk=deployment.pk).update(lost_count=lost)
+    if deployment.cancel_requested:
+        _settle(deployment, Status.CANCELLED, "Cancelled; its worker was lost.", **expect)
+        return "cancelled"
+    touched_target = deployment.stages.filter(name="rollout").exclude(status=StageStatus.PENDING).exists()
+    if touched_target:
+        running = _what_target_runs(deployment)
+        _settle(deployment, Status.FAILED, f"worker lost during the rollout; {running}", **expect)
+        return "failed"
+    if lost >= settings.MAX_ATTEMPTS:
+        _settle(deployment, Status.FAILED, f"worker lost {lost} time(s); giving up", **expect)
+        return "failed"
+    back = Status.APPROVED if deployment.approvals.exists() and deployment.image_digest else Status.QUEUED
+    if not Deployment.objects.filter(pk=deployment.pk, **expect).update(status=back, lease_expires_at=None):
+        return "dispatched"
+    deployment.stages.filter(status=StageStatus.RUNNING).update(status=StageStatus.PENDING)
+    audit("system", "deployment.requeue", deployment, lost=lost)
+    publish_status(deployment.pk, back)
+    dispatch_next(deployment.environment_id)
+    return "requeued"
+
+
+def _what_target_runs(deployment: Deployment) -> str:
+    """Reconcile with the target: say what it runs now, so a person can decide."""
+    from ..pipeline.targets import build_target
+
+    env = deployment.environment
+    try:
+        current = build_target(
+            env.target_kind,
+            name=deployment.target_name,
+            settings=env.target_settings,
+            kubeconfig=env.kubeconfig,
+        ).current()
+    except Exception as exc:  # the target may be the reason the worker died
+        return f"the target could not be asked what it runs ({exc.__class__.__name__}); check it"
+    if current == deployment.image_digest:
+        return f"the target runs this deployment's image {current}; check its health"
+    return f"the target runs {current or 'nothing'}; check it"

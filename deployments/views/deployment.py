@@ -60,19 +60,23 @@ def deployment_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def deployment_decide(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
     deployment = get_deployment(request, pk)
     form = DecisionForm(request.POST)
-    form.is_valid()
     action = services.deployment_approve if decision == "approve" else services.deployment_reject
-    try:
-        action(
-            user=request.user,
-            deployment=deployment,
-            comment=form.cleaned_data.get("comment", ""),
-            source_ip=client_ip(request),
-        )
-    except services.DeployRefused as exc:
-        messages.error(request, str(exc))
+    if not form.is_valid():
+        # Nothing is recorded: a silently dropped comment would change what the decision says.
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
     else:
-        messages.success(request, f"Deployment #{pk} {'approved' if decision == 'approve' else 'rejected'}.")
+        try:
+            action(
+                user=request.user,
+                deployment=deployment,
+                comment=form.cleaned_data["comment"],
+                source_ip=client_ip(request),
+            )
+        except services.DeployRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            verb = "approved" if decision == "approve" else "rejected"
+            messages.success(request, f"Deployment #{pk} {verb}.")
     if request.POST.get("next") == "approvals":
         return redirect("approvals")
     return redirect("deployment_detail", pk=pk)

@@ -22,7 +22,11 @@ def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_deploy": permissions.can_deploy(request.user, env),
         "lock_form": LockForm(),
         "freeze": env.active_freeze(),
-        "others": Environment.objects.exclude(pk=env.pk).filter(order__lt=env.order),
+        "others": [
+            other
+            for other in Environment.objects.exclude(pk=env.pk).filter(order__lt=env.order)
+            if permissions.can_view_environment(request.user, other)
+        ],
     }
     return render(request, partial(request, "deployments/environment.html", "queue"), context)
 

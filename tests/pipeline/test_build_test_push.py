@@ -236,3 +236,33 @@ def test_push_to_a_registry_that_is_down_fails_clearly(
 
     with pytest.raises(StageError, match=f"push to {repository} failed: registry unreachable"):
         push_image(docker_engine, repository=repository, tag="v1", log=lines, should_stop=never)
+
+
+def test_planted_symlink_at_the_dockerfile_copy_name_does_not_overwrite_its_target(
+    docker_engine, demo_repo: Path, tmp_path: Path, remove_images, lines
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("must stay as it is\n")
+    (demo_repo / EXTERNAL_DOCKERFILE).symlink_to(victim)
+    outside = tmp_path / "images" / "Dockerfile"
+    outside.parent.mkdir()
+    outside.write_text("FROM scratch\nCOPY www/healthz /separate-dockerfile-was-used\n")
+    tag = f"shipmate-test/planted-{uuid.uuid4().hex[:10]}:1"
+    remove_images.append(tag)
+
+    build(docker_engine, demo_repo, tag, lines, dockerfile=outside)
+
+    assert victim.read_text() == "must stay as it is\n"
+    assert not (demo_repo / EXTERNAL_DOCKERFILE).is_symlink()
+    assert (demo_repo / EXTERNAL_DOCKERFILE).read_text() == outside.read_text()
+
+
+def test_directory_at_the_dockerfile_copy_name_fails_the_build(
+    docker_engine, demo_repo: Path, tmp_path: Path, lines
+) -> None:
+    (demo_repo / EXTERNAL_DOCKERFILE).mkdir()
+    outside = tmp_path / "Dockerfile"
+    outside.write_text("FROM scratch\n")
+
+    with pytest.raises(StageError, match="directory named"):
+        build(docker_engine, demo_repo, "shipmate-test/never:1", lines, dockerfile=outside)

@@ -81,7 +81,7 @@ def test_claims_race_from_many_threads_and_only_the_head_wins(
         assert race_claims(ids, aim_at=waiting[:2]) == []
         assert running_in(dev_env) == claimed
         deployment = Deployment.objects.get(pk=claimed[0])
-        runs.deployment_finish(deployment=deployment, status=Status.SUCCEEDED)
+        runs.deployment_finish(deployment=deployment, status=Status.SUCCEEDED, token=deployment.claim_token)
         waiting.pop(0)
 
     done = Deployment.objects.filter(pk__in=ids)

@@ -41,7 +41,7 @@ def test_release_manager_approval_makes_the_deployment_ready_to_roll_out(dev, re
     approval = Approval.objects.get()
     assert (approval.commit_sha, approval.image_digest) == (d.commit_sha, d.image_digest)
     assert approval.config_hash == live_env.config_hash()
-    assert runs.deployment_gate(deployment=d) is None
+    assert runs.deployment_gate(deployment=d)[0] is None
     assert AuditEvent.objects.filter(action="deployment.approve", actor=release).exists()
 
 
@@ -87,7 +87,7 @@ def test_a_new_digest_voids_the_approval(dev, release, repository, live_env):
     services.deployment_approve(user=release, deployment=d)
     Deployment.objects.filter(pk=d.pk).update(image_digest=DIGEST.replace("1" * 64, "2" * 64))
     d.refresh_from_db()
-    assert "needs 1 valid approval" in runs.deployment_gate(deployment=d)
+    assert "needs 1 valid approval" in runs.deployment_gate(deployment=d)[0]
 
 
 def test_a_configuration_change_voids_the_approval(dev, release, repository, live_env):
@@ -96,14 +96,14 @@ def test_a_configuration_change_voids_the_approval(dev, release, repository, liv
     var = live_env.variables.create(name="FEATURE", is_secret=True)
     var.set_value("on")
     var.save()
-    assert runs.deployment_gate(deployment=d) is not None
+    assert runs.deployment_gate(deployment=d)[0] is not None
 
 
 def test_an_expired_approval_cannot_be_used(dev, release, repository, live_env):
     d = awaiting(repository, live_env, dev)
     services.deployment_approve(user=release, deployment=d)
     Approval.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert runs.deployment_gate(deployment=d) is not None
+    assert runs.deployment_gate(deployment=d)[0] is not None
 
 
 def test_rejection_ends_the_deployment_with_the_reason(dev, release, repository, live_env):
@@ -121,12 +121,15 @@ def test_worker_refuses_a_forged_task_for_an_unapproved_deployment(dev, reposito
     d = awaiting(repository, live_env, dev)
     assert execute(d.pk, worker="forged") == "not claimed"
     # Even if someone flips the row to "approved" behind Shipmate's back, the
-    # gate inside the worker finds no valid approval and does not roll out.
+    # gate inside the worker finds no valid approval, does not roll out, and
+    # hands the deployment back to the approvers.
     Deployment.objects.filter(pk=d.pk).update(status=Status.APPROVED)
-    assert execute(d.pk, worker="forged") == Status.FAILED
+    assert execute(d.pk, worker="forged") == Status.AWAITING_APPROVAL
     d.refresh_from_db()
-    assert "not rolling out" in d.error
-    assert d.stages.get(name="rollout").status != "succeeded"
+    assert d.status == Status.AWAITING_APPROVAL
+    assert d.stages.get(name="rollout").status == "pending"
+    voided = AuditEvent.objects.get(action="deployment.approval_voided", object_id=str(d.pk))
+    assert "needs 1 valid approval" in voided.details["reason"]
     name = f"shipmate-{repository.name}-{live_env.name}"
     assert not docker_engine.containers.list(all=True, filters={"name": name})
 

@@ -267,3 +267,42 @@ def test_environment_page_shows_the_queue_in_fifo_order(dev, dev2, repository, d
     assert html.index(f'id="queue-{first.pk}"') < html.index(f'id="queue-{second.pk}"')
     detail = login(dev).get(reverse("deployment_detail", args=[second.pk])).content.decode()
     assert "position 2 for dev" in detail
+
+
+def test_too_long_approval_comment_is_refused_with_the_form_error(dev, release, repository, live_env):
+    from deployments.models import Approval
+
+    deployment = Deployment.objects.create(
+        repository=repository,
+        environment=live_env,
+        ref="main",
+        requested_by=dev,
+        status=Status.AWAITING_APPROVAL,
+        commit_sha="d" * 40,
+        image_digest="r/x@sha256:" + "d" * 64,
+    )
+    response = login(release).post(
+        reverse("deployment_approve", args=[deployment.pk]), {"comment": "x" * 2001}, follow=True
+    )
+    assert "at most 2000 characters" in response.content.decode()
+    assert not Approval.objects.filter(deployment=deployment).exists()
+    assert not AuditEvent.objects.filter(
+        object_id=str(deployment.pk), action__startswith="deployment.appr"
+    ).exists()
+    deployment.refresh_from_db()
+    assert deployment.status == Status.AWAITING_APPROVAL
+
+
+def test_promote_buttons_list_only_environments_the_user_may_view(
+    release, groups, make_environment, live_env
+):
+    from deployments import permissions
+
+    make_environment("dev", order=10)
+    restricted = make_environment("restricted", order=20)
+    restricted.deploy_groups.set([groups[permissions.ADMINS]])
+    restricted.approve_groups.set([groups[permissions.ADMINS]])
+
+    html = login(release).get(reverse("environment_detail", args=[live_env.name])).content.decode()
+    assert "Promote what dev runs" in html
+    assert "restricted" not in html

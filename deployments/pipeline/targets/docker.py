@@ -175,6 +175,9 @@ class DockerTarget:
 
     # -- helpers -----------------------------------------------------------------------------------
 
+    def close(self) -> None:
+        self.client.close()
+
     def stop_and_remove(self) -> None:
         """Remove both containers (tests and cleanup)."""
         self._remove(self.name)

@@ -260,6 +260,9 @@ class KubernetesTarget:
         deadline = time.monotonic() + self.timeout
         last_message = ""
         errors = 0
+        # Start quick and back off to poll_interval: small rollouts and early crash
+        # loops show within the first second, long ones need no tight loop.
+        interval = min(0.1, self.poll_interval)
         while True:
             if should_stop():
                 raise Cancelled(f"cancelled while waiting for Deployment {self.ref}")
@@ -286,7 +289,8 @@ class KubernetesTarget:
             now = time.monotonic()
             if now >= deadline:
                 raise RolloutFailed(f"rollout did not finish within {self.timeout:g} s")
-            self._sleep(min(self.poll_interval, deadline - now), should_stop)
+            self._sleep(min(interval, deadline - now), should_stop)
+            interval = min(interval * 2, self.poll_interval)
 
     def undo(self, previous: Release | None, *, log: LogFn) -> None:
         if previous is None:
