@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.contrib.messages import get_messages
 from django.contrib.messages.constants import ERROR
 from django.test import Client
@@ -301,8 +301,11 @@ def rollback(w: World) -> tuple[str, str]:
 
 
 def promote(w: World) -> tuple[str, str]:
-    source = w.succeeded(w.other_env, "3", ago=5)
-    response = w.post(reverse("environment_promote", args=[w.env.name]), {"source": w.other_env.name})
+    # Promotion goes forward only: the source comes before both dev and live.
+    earlier = Environment.objects.create(name="build", order=0)
+    earlier.deploy_groups.set(Group.objects.all())
+    source = w.succeeded(earlier, "3", ago=5)
+    response = w.post(reverse("environment_promote", args=[w.env.name]), {"source": earlier.name})
     made = Deployment.objects.filter(trigger=Trigger.PROMOTION, environment=w.env)
     outcome = took_effect(response, made.exists())
     if outcome == DONE:
