@@ -363,12 +363,11 @@ pull and the container's run up to its first crash before the kubelet shows
 
 {table(header, rows)}
 
-A failure is seen at the first poll after it appears: at 1 s that is the second poll,
-one interval after `apply()`; at 0.2 s it is the emulator's
-~{ms(times["crashloop@0.2:visible"])} ms rounded up to the next poll. `undo()` patches
-and polls at once, before any controller can have acted, then sleeps a whole interval:
-at 1 s the previous digest was rolled out in the store after
-~{ms(times["crashloop@1:restore_visible"])} ms, yet `undo()` returned after
+`wait()` polls at once after the patch, then after 0.1, 0.2, 0.4 s and so on up to
+`poll_interval`, so a failure is seen at the first poll after it appears whatever the
+interval: the emulator shows the crash loop after ~{ms(times["crashloop@1:visible"])} ms.
+`undo()` follows the same schedule: the previous digest was rolled out in the store after
+~{ms(times["crashloop@1:restore_visible"])} ms and `undo()` returned after
 ~{ms(times["crashloop@1:restore"])} ms.
 """
 
