@@ -302,7 +302,7 @@ def checkout(
     log: LogFn = lambda line: None,
     should_stop: StopFn = never_stop,
 ) -> Path:
-    """Fetch only commit `sha` (blobless, so history stays listable) into `dest` and check it out."""
+    """Fetch only commit `sha` (shallow: its tree, no history) into `dest` and check it out."""
     validate_url(url, allowed_protocols)
     if not _SHA_RE.match(sha):
         raise GitError(f"'{sha}' is not a full commit SHA.")
@@ -312,7 +312,7 @@ def checkout(
     shown = redact_url(url)
     _git(["init", "-q", "--", str(dest)], allowed_protocols=allowed_protocols)
     log(f"Fetching {sha[:12]} from {shown}")
-    fetch_commit(dest, url, sha, allowed_protocols=allowed_protocols, should_stop=should_stop)
+    fetch_commit(dest, url, sha, allowed_protocols=allowed_protocols, should_stop=should_stop, shallow=True)
     if should_stop():
         raise Cancelled()
     # Blobs arrive now, lazily from the promisor remote, hence the network timeout.
@@ -338,8 +338,12 @@ def fetch_commit(
     *,
     allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
     should_stop: StopFn = never_stop,
+    shallow: bool = False,
 ) -> None:
-    """Make commit `sha` of `url` present in the repository at `path`; GitError if it cannot."""
+    """Make commit `sha` of `url` present in the repository at `path`; GitError if it cannot.
+
+    `shallow` is for a build: one pack with the tree and its blobs, no history.
+    Otherwise the fetch is blobless, which keeps the history listable."""
     validate_url(url, allowed_protocols)
     if not _SHA_RE.match(sha):
         raise GitError(f"'{sha}' is not a full commit SHA.")
@@ -352,10 +356,12 @@ def fetch_commit(
     elif current.stdout.strip() != url:
         _git(["remote", "set-url", "origin", "--", url], cwd=path)
     base = ["fetch", "-q", "--no-tags", "--filter=blob:none", "origin"]
+    depth_one = ["fetch", "-q", "--no-tags", "--depth=1", "origin", sha]
     attempts = [
+        *([depth_one] if shallow else []),
         [*base, sha],
         # Servers that reject filters: a shallow fetch still gives the tree to build.
-        ["fetch", "-q", "--no-tags", "--depth=1", "origin", sha],
+        depth_one,
         # Protocol v0 servers refuse unadvertised ids: fetch every branch and tag instead.
         [*base, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
     ]

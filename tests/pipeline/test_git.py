@@ -149,10 +149,20 @@ def test_checkout_yields_the_files_of_the_requested_commit(demo_repo: Path, tmp_
     assert lines[-1] == f"Checked out {sha} (Add the demo web app)"
 
 
-def test_checkout_is_a_partial_clone_that_keeps_history(demo_repo: Path, tmp_path: Path) -> None:
+def test_checkout_fetches_only_the_commit_to_build(demo_repo: Path, tmp_path: Path) -> None:
+    dest = git.checkout(f"file://{demo_repo}", rev(demo_repo, "main"), tmp_path / "checkout")
+    shallow = subprocess.run(
+        ["git", "-C", str(dest), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True
+    )
+    assert shallow.stdout.strip() == "true"
+    assert (dest / "www" / "index.html").read_text().count("Version 2") == 1
+
+
+def test_history_cache_keeps_history_without_checking_anything_out(demo_repo: Path, tmp_path: Path) -> None:
     old, new = rev(demo_repo, "main~1"), rev(demo_repo, "main")
 
-    dest = git.checkout(f"file://{demo_repo}", new, tmp_path / "checkout")
+    dest = git.history_cache(tmp_path / "history", f"file://{demo_repo}", [new])
+    assert not (dest / "www").exists()
 
     commits = git.commits_between(dest, old, new)
     assert [(c["sha"], c["subject"], c["author"]) for c in commits] == [
@@ -170,7 +180,7 @@ def test_commit_from_another_branch_is_fetched_on_demand_for_the_change_list(
     main = rev(demo_repo, "main")
     subprocess.run(["git", "-C", str(demo_repo), "checkout", "-q", "-b", "other", "main~1"], check=True)
     other = add_commit(demo_repo, "Work on another branch", {"OTHER": "x"})
-    dest = git.checkout(str(demo_repo), main, tmp_path / "checkout")
+    dest = git.history_cache(tmp_path / "history", str(demo_repo), [main])
 
     assert [c["sha"] for c in git.commits_between(dest, other, main)] == [main]
     assert not git.is_ancestor(dest, other, main)
@@ -178,7 +188,7 @@ def test_commit_from_another_branch_is_fetched_on_demand_for_the_change_list(
 
 def test_commit_unknown_to_the_remote_gives_an_empty_change_list(demo_repo: Path, tmp_path: Path) -> None:
     main = rev(demo_repo, "main")
-    dest = git.checkout(str(demo_repo), main, tmp_path / "checkout")
+    dest = git.history_cache(tmp_path / "history", str(demo_repo), [main])
 
     assert git.commits_between(dest, "1" * 40, main) == []
     assert not git.is_ancestor(dest, "1" * 40, main)
