@@ -144,27 +144,10 @@ def deployment_request(
 
 
 @transaction.atomic
-def _request(
-    *,
-    user: Any,
-    repository: Repository,
-    environment: Environment,
-    ref: str,
-    trigger: str,
-    source_ip: str | None,
-    break_glass_reason: str,
-) -> Deployment:
+def _request(*, user: Any, environment: Environment, break_glass_reason: str, **fields: Any) -> Deployment:
     environment = Environment.objects.get(pk=environment.pk)  # the lock may have changed meanwhile
     _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
-    return _create(
-        user=user,
-        repository=repository,
-        environment=environment,
-        ref=ref,
-        trigger=trigger,
-        source_ip=source_ip,
-        break_glass_reason=break_glass_reason,
-    )
+    return _create(user=user, environment=environment, break_glass_reason=break_glass_reason, **fields)
 
 
 @transaction.atomic
