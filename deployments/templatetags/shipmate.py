@@ -29,17 +29,19 @@ def badge_html(status: str, label: str | None = None) -> SafeString:
 
 
 @register.simple_tag(name="stage")
-def stage_html(stage_name: str, status: str) -> SafeString:
+def stage_html(stage_name: str, status: str, duration: timedelta | None = None) -> SafeString:
+    took = format_html(' <span class="stage-time">{}</span>', seconds(duration)) if duration else ""
     return format_html(
         # The element names its own SSE event, so it keeps listening after it
         # replaces itself (outerHTML) with the next update.
         '<li class="stage stage-{}" id="stage-{}" sse-swap="stage-{}" hx-swap="outerHTML">'
-        '<span class="stage-name">{}</span> {}</li>',
+        '<span class="stage-name">{}</span> {}{}</li>',
         _css_token(status),
         _css_token(stage_name),
         _css_token(stage_name),
         stage_name,
         badge_html(status),
+        took,
     )
 
 

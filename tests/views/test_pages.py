@@ -306,3 +306,24 @@ def test_promote_buttons_list_only_environments_the_user_may_view(
     html = login(release).get(reverse("environment_detail", args=[live_env.name])).content.decode()
     assert "Promote what dev runs" in html
     assert "restricted" not in html
+
+
+def test_finished_stages_show_how_long_they_took(dev, repository, dev_env):
+    from datetime import timedelta
+
+    from deployments.models import Stage
+
+    deployment = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="main", requested_by=dev, status=Status.SUCCEEDED
+    )
+    start = timezone.now()
+    Stage.objects.create(
+        deployment=deployment,
+        name="build",
+        position=1,
+        status="succeeded",
+        started_at=start,
+        finished_at=start + timedelta(seconds=2.5),
+    )
+    html = login(dev).get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
+    assert '<span class="stage-time">2.5 s</span>' in html
