@@ -3,6 +3,7 @@ from models, records stages and logs, keeps the lease alive, settles the status.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from . import crypto
 from .logs import LogWriter, Masker
 from .models import Deployment, Stage, StageStatus, Status
 from .pipeline import docker_client
@@ -157,15 +159,41 @@ def build_plan(deployment: Deployment) -> BuildPlan:
 
 
 def _release(deployment: Deployment, image: str) -> Release:
+    """The release as it would ship now: the environment's current variables."""
     env = deployment.environment
     variables = list(env.variables.all())
-    return Release(
-        image=image,
-        variables={v.name: v.value for v in variables},
-        secret_names=frozenset(v.name for v in variables if v.is_secret),
+    return _as_release(
+        deployment,
+        image,
+        {v.name: v.value for v in variables},
+        frozenset(v.name for v in variables if v.is_secret),
         # Keyed (see Environment.config_snapshot), so a low-entropy secret cannot be
         # guessed from the annotation a cluster shows to anyone who reads the Deployment.
-        config_hash=env.config_hash()[:16],
+        env.config_hash()[:16],
+    )
+
+
+def _previous_release(good: Deployment) -> Release:
+    """What `good` rolled out, variables included, so a rollback restores its configuration."""
+    recorded = good.released_variables()
+    if recorded is None:  # deployed before variables were recorded
+        return _release(good, good.image_digest)
+    variables, secret_names = recorded
+    return _as_release(good, good.image_digest, variables, secret_names, good.config_hash[:16])
+
+
+def _as_release(
+    deployment: Deployment,
+    image: str,
+    variables: dict[str, str],
+    secret_names: frozenset[str],
+    config_hash: str,
+) -> Release:
+    return Release(
+        image=image,
+        variables=variables,
+        secret_names=secret_names,
+        config_hash=config_hash,
         annotations={
             "deployment_id": str(deployment.pk),
             "commit": deployment.commit_sha,
@@ -186,13 +214,19 @@ def release_plan(deployment: Deployment) -> ReleasePlan:
     return ReleasePlan(
         target=target,
         release=_release(deployment, deployment.image_digest),
-        previous=_release(good, good.image_digest) if good else None,
+        previous=_previous_release(good) if good else None,
         smoke_url=env.smoke_url,
     )
 
 
 def _secrets(deployment: Deployment) -> list[str]:
     values = deployment.environment.secret_values()
+    # A rollback may restore older secret values; mask those too.
+    good = last_successful(deployment.environment, repository=deployment.repository)
+    recorded = good.released_variables() if good else None
+    if recorded:
+        variables, secret_names = recorded
+        values += [variables[name] for name in secret_names if variables.get(name)]
     if settings.REGISTRY_PASSWORD:
         values.append(settings.REGISTRY_PASSWORD)
     return values
@@ -272,7 +306,15 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
             )
             writer.event("stage", name="approval", status=StageStatus.SUCCEEDED)
         good = last_successful(env, repository=deployment.repository)
-        rec.record(config_hash=approved_hash, config_snapshot=env.config_snapshot(), replaced=good)
+        released = json.dumps(
+            {"variables": plan.release.variables, "secret_names": sorted(plan.release.secret_names)}
+        )
+        rec.record(
+            config_hash=approved_hash,
+            config_snapshot=env.config_snapshot(),
+            released_config=crypto.encrypt(released),
+            replaced=good,
+        )
         _stop_if_cancelled(deployment, rec)
         run_release(plan, rec)
     finally:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .. import crypto
 from .environment import Environment
 from .repository import Repository
 
@@ -54,6 +56,8 @@ class Deployment(models.Model):
     image_digest = models.CharField(max_length=400, blank=True, help_text="name@sha256:…")
     config_hash = models.CharField(max_length=64, blank=True)
     config_snapshot = models.JSONField(default=dict, blank=True)
+    # The variables this deployment rolled out, encrypted: what a rollback to it restores.
+    released_config = models.TextField(blank=True, editable=False)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="deployments"
     )
@@ -121,6 +125,13 @@ class Deployment(models.Model):
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+    def released_variables(self) -> tuple[dict[str, str], frozenset[str]] | None:
+        """(variables, names of the secret ones) as rolled out, or None if not recorded."""
+        if not self.released_config:
+            return None
+        data = json.loads(crypto.decrypt(self.released_config))
+        return data["variables"], frozenset(data["secret_names"])
 
     @property
     def target_name(self) -> str:

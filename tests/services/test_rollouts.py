@@ -159,3 +159,22 @@ def test_one_click_rollback_on_docker_serves_the_previous_version_again(
     rollback = wait_for(services.deployment_rollback(user=dev, environment=dev_env), FINAL)
     assert rollback.status == Status.SUCCEEDED, rollback.error
     assert b"Version 1" in urllib.request.urlopen(url, timeout=5).read()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_automatic_rollback_restores_the_configuration_of_the_last_good_release(
+    celery_worker, dev, repository, k8s_env, fake_cluster
+):
+    from tests.k8s.harness import CONFIGMAPS
+
+    good = deploy(dev, repository, k8s_env, "v1.0")
+    assert good.status == Status.SUCCEEDED, good.error
+    k8s_env.variables.filter(name="GREETING").update(plain_value="a bad value")
+    fake_cluster.set_scenario(good.image_digest, "success")
+    fake_cluster.call(lambda: setattr(fake_cluster.controller, "default", "crashloop"))
+    bad = deploy(dev, repository, k8s_env, "main")
+    assert bad.status == Status.ROLLED_BACK, bad.error
+    config = fake_cluster.get(CONFIGMAPS, NS, f"shipmate-{k8s_env.target_settings['deployment']}-config")
+    assert config["data"] == {"GREETING": "hi"}
+    assert image_of(fake_cluster, k8s_env) == good.image_digest
+    assert "tok-3f9a77c1e2" not in good.released_config  # stored encrypted
