@@ -108,10 +108,6 @@ class Deployment(models.Model):
         return self.status in FINISHED
 
     @property
-    def is_active(self) -> bool:
-        return not self.is_finished
-
-    @property
     def short_sha(self) -> str:
         return self.commit_sha[:10]
 

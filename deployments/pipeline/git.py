@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -431,10 +430,6 @@ def safe_subpath(root: Path, rel: str, *, what: str = "Dockerfile path") -> Path
     if not target.exists():
         raise StageError(f"{what} '{rel}' does not exist in the repository")
     return target
-
-
-def remove_checkout(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def history_cache(
