@@ -348,4 +348,4 @@ def test_wait_http_ok_stops_at_once_when_fail_fast_reports_a_reason() -> None:
             log=Log(),
             fail_fast=lambda: "gone",
         )
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # well before the 10 s timeout

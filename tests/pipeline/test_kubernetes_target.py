@@ -182,7 +182,7 @@ def test_cancel_stops_the_wait(cluster, ns, old_image, make_target, log) -> None
     started = time.monotonic()
     with pytest.raises(Cancelled):
         target.wait(log=log, should_stop=lambda: time.monotonic() > asked)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # a stale rollout would otherwise wait for its timeout
 
 
 def test_paused_deployment_is_refused_before_anything_is_changed(cluster, ns, make_target, log) -> None:
