@@ -8,7 +8,6 @@ wherever git accepts it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import signal
@@ -30,7 +29,7 @@ _HELPER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
 _SCP_RE = re.compile(r"^(?:[^@/:]+@)?(\[[^\]]+\]|[^/:]+):")
 _CREDENTIALS_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{4,40}$")
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _SCHEME_ALIASES = {"git+ssh": "ssh", "ssh+git": "ssh"}
 
 
@@ -130,7 +129,7 @@ def git_env(allowed_protocols: Sequence[str]) -> dict[str, str]:
 _SAFE_CONFIG = ["-c", "core.hooksPath=/dev/null", "-c", "advice.detachedHead=false", "-c", "core.fsmonitor="]
 
 
-def _git(
+def run_git(
     args: Sequence[str],
     *,
     cwd: Path | None = None,
@@ -198,7 +197,7 @@ def resolve_ref(
     validate_url(url, allowed_protocols)
     validate_ref(ref)
     shown = redact_url(url)
-    listing = _git(
+    listing = run_git(
         ["ls-remote", "--", url],
         allowed_protocols=allowed_protocols,
         timeout=NETWORK_TIMEOUT,
@@ -242,12 +241,12 @@ def _resolve_commit_by_fetch(
 ) -> str | None:
     with tempfile.TemporaryDirectory(prefix="shipmate-resolve-") as tmp:
         repo = Path(tmp)
-        _git(["init", "-q", "--bare", "--", str(repo)], allowed_protocols=allowed_protocols)
-        _git(["remote", "add", "origin", "--", url], cwd=repo, allowed_protocols=allowed_protocols)
+        run_git(["init", "-q", "--bare", "--", str(repo)], allowed_protocols=allowed_protocols)
+        run_git(["remote", "add", "origin", "--", url], cwd=repo, allowed_protocols=allowed_protocols)
         common = ["fetch", "-q", "--no-tags", "--filter=tree:0", "origin"]
         if len(abbrev) == 40:
             # Commits not under any ref (yet reachable) can only be fetched by exact id.
-            fetched = _git(
+            fetched = run_git(
                 [*common, abbrev],
                 cwd=repo,
                 allowed_protocols=allowed_protocols,
@@ -256,24 +255,24 @@ def _resolve_commit_by_fetch(
                 check=False,
             )
             if fetched.returncode == 0:
-                return abbrev if _has_commit(repo, abbrev) else None
-        _git(
+                return abbrev if has_commit(repo, abbrev) else None
+        run_git(
             [*common, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
             cwd=repo,
             allowed_protocols=allowed_protocols,
             timeout=NETWORK_TIMEOUT,
             should_stop=should_stop,
         )
-        found = _git(
+        found = run_git(
             ["rev-parse", "--verify", "--quiet", "--end-of-options", abbrev + "^{commit}"],
             cwd=repo,
             check=False,
         )
         sha = found.stdout.strip()
-        return sha if found.returncode == 0 and _SHA_RE.match(sha) else None
+        return sha if found.returncode == 0 and SHA_RE.match(sha) else None
 
 
-def _has_commit(
+def has_commit(
     repo: Path,
     sha: str,
     *,
@@ -281,7 +280,7 @@ def _has_commit(
     should_stop: StopFn = never_stop,
 ) -> bool:
     # In a partial clone a missing object is fetched from origin on demand: a network call.
-    result = _git(
+    result = run_git(
         ["cat-file", "-e", "--end-of-options", sha + "^{commit}"],
         cwd=repo,
         allowed_protocols=allowed_protocols,
@@ -303,29 +302,29 @@ def checkout(
 ) -> Path:
     """Fetch only commit `sha` (shallow: its tree, no history) into `dest` and check it out."""
     validate_url(url, allowed_protocols)
-    if not _SHA_RE.match(sha):
+    if not SHA_RE.match(sha):
         raise GitError(f"'{sha}' is not a full commit SHA.")
     if dest.exists() and any(dest.iterdir()):
         raise GitError(f"Checkout folder {dest} is not empty.")
     dest.mkdir(parents=True, exist_ok=True)
     shown = redact_url(url)
-    _git(["init", "-q", "--", str(dest)], allowed_protocols=allowed_protocols)
+    run_git(["init", "-q", "--", str(dest)], allowed_protocols=allowed_protocols)
     log(f"Fetching {sha[:12]} from {shown}")
     fetch_commit(dest, url, sha, allowed_protocols=allowed_protocols, should_stop=should_stop, shallow=True)
     if should_stop():
         raise Cancelled()
     # Blobs arrive now, lazily from the promisor remote, hence the network timeout.
-    _git(
+    run_git(
         ["checkout", "-q", "--detach", sha, "--"],
         cwd=dest,
         allowed_protocols=allowed_protocols,
         timeout=NETWORK_TIMEOUT,
         should_stop=should_stop,
     )
-    head = _git(["rev-parse", "HEAD"], cwd=dest).stdout.strip()
+    head = run_git(["rev-parse", "HEAD"], cwd=dest).stdout.strip()
     if head != sha:
         raise GitError(f"Checked out {head} but expected {sha}.")
-    subject = _git(["log", "-1", "--format=%s", sha, "--"], cwd=dest).stdout.strip()
+    subject = run_git(["log", "-1", "--format=%s", sha, "--"], cwd=dest).stdout.strip()
     log(f"Checked out {sha} ({subject})" if subject else f"Checked out {sha}")
     return dest
 
@@ -344,16 +343,16 @@ def fetch_commit(
     `shallow` is for a build: one pack with the tree and its blobs, no history.
     Otherwise the fetch is blobless, which keeps the history listable."""
     validate_url(url, allowed_protocols)
-    if not _SHA_RE.match(sha):
+    if not SHA_RE.match(sha):
         raise GitError(f"'{sha}' is not a full commit SHA.")
-    if _has_commit(path, sha, allowed_protocols=allowed_protocols, should_stop=should_stop):
+    if has_commit(path, sha, allowed_protocols=allowed_protocols, should_stop=should_stop):
         return
     # A named remote, because lazy blob fetches in a partial clone go to the promisor remote.
-    current = _git(["remote", "get-url", "origin"], cwd=path, check=False)
+    current = run_git(["remote", "get-url", "origin"], cwd=path, check=False)
     if current.returncode != 0:
-        _git(["remote", "add", "origin", "--", url], cwd=path)
+        run_git(["remote", "add", "origin", "--", url], cwd=path)
     elif current.stdout.strip() != url:
-        _git(["remote", "set-url", "origin", "--", url], cwd=path)
+        run_git(["remote", "set-url", "origin", "--", url], cwd=path)
     base = ["fetch", "-q", "--no-tags", "--filter=blob:none", "origin"]
     depth_one = ["fetch", "-q", "--no-tags", "--depth=1", "origin", sha]
     attempts = [
@@ -366,7 +365,7 @@ def fetch_commit(
     ]
     errors = []
     for args in attempts:
-        result = _git(
+        result = run_git(
             args,
             cwd=path,
             allowed_protocols=allowed_protocols,
@@ -374,49 +373,13 @@ def fetch_commit(
             should_stop=should_stop,
             check=False,
         )
-        if result.returncode == 0 and _has_commit(path, sha, allowed_protocols=allowed_protocols):
+        if result.returncode == 0 and has_commit(path, sha, allowed_protocols=allowed_protocols):
             return
         if result.returncode != 0:
             errors.append(_summary(result.stderr))
     if errors:
         raise GitError(f"could not fetch {sha[:12]}: {errors[-1]}")
     raise GitError(f"commit {sha[:12]} is not reachable from any branch or tag")
-
-
-def commits_between(path: Path, old_sha: str | None, new_sha: str, limit: int = 50) -> list[dict[str, str]]:
-    """Commits in `old..new`, newest first; with no `old`, the last `limit` commits of `new`.
-
-    In a partial clone (what `checkout` makes) git fetches a missing commit from origin on
-    demand, so `old` may come from another branch. Returns [] when a commit cannot be found
-    (unknown to origin, or a shallow checkout).
-    """
-    for value in (old_sha, new_sha):
-        if value is not None and not _SHA_RE.match(value):
-            raise GitError(f"'{value}' is not a full commit SHA.")
-    if not _has_commit(path, new_sha) or (old_sha and not _has_commit(path, old_sha)):
-        return []
-    revs = f"{old_sha}..{new_sha}" if old_sha else new_sha
-    result = _git(
-        ["log", f"--max-count={int(limit)}", "--format=%H%x1f%an%x1f%aI%x1f%s%x1e", revs, "--"],
-        cwd=path,
-        check=False,
-    )
-    if result.returncode != 0:
-        return []
-    commits = []
-    for record in result.stdout.split("\x1e"):
-        fields = record.strip("\n").split("\x1f")
-        if len(fields) == 4:
-            commits.append(dict(zip(("sha", "author", "date", "subject"), fields, strict=True)))
-    return commits
-
-
-def is_ancestor(path: Path, ancestor: str, descendant: str) -> bool:
-    """True if `ancestor` is in the history of `descendant`; False also when either is unknown."""
-    if not (_SHA_RE.match(ancestor) and _SHA_RE.match(descendant)):
-        return False
-    result = _git(["merge-base", "--is-ancestor", ancestor, descendant], cwd=path, check=False)
-    return result.returncode == 0
 
 
 def safe_subpath(root: Path, rel: str, *, what: str = "Dockerfile path") -> Path:
@@ -430,36 +393,3 @@ def safe_subpath(root: Path, rel: str, *, what: str = "Dockerfile path") -> Path
     if not target.exists():
         raise StageError(f"{what} '{rel}' does not exist in the repository")
     return target
-
-
-def history_cache(
-    cache: Path, url: str, shas: Sequence[str], *, allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS
-) -> Path:
-    """A blobless repository at `cache` holding the given commits and their history:
-    enough to compare and list commits without checking anything out."""
-    cache.mkdir(parents=True, exist_ok=True)
-    # The web process and several workers may fetch into one cache at once; git's own
-    # ref locks would make the losers fail, so they take turns.
-    with open(cache.parent / f".{cache.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (cache / ".git").exists():
-            _git(["init", "-q", "--", str(cache)], allowed_protocols=allowed_protocols)
-        for sha in shas:
-            fetch_commit(cache, url, sha, allowed_protocols=allowed_protocols)
-    return cache
-
-
-def is_older(
-    url: str,
-    candidate: str,
-    current: str,
-    cache: Path,
-    *,
-    allowed_protocols: Sequence[str] = DEFAULT_PROTOCOLS,
-) -> bool:
-    """True when `candidate` is a strict ancestor of `current`: deploying it would
-    put older code in place."""
-    if candidate == current:
-        return False
-    history_cache(cache, url, [candidate, current], allowed_protocols=allowed_protocols)
-    return is_ancestor(cache, candidate, current)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import build, git, health, push, testrun
+from . import build, git, health, history, push, testrun
 from .base import Cancelled, Release, RolloutFailed, StageError, Target
 
 
@@ -170,13 +170,13 @@ def _record_commits(plan: BuildPlan, sha: str, rec: Recorder) -> None:
     if not plan.previous_commit or not plan.history_dir or plan.previous_commit == sha:
         return
     try:
-        cache = git.history_cache(
+        cache = history.history_cache(
             plan.history_dir,
             plan.repo_url,
             [plan.previous_commit, sha],
             allowed_protocols=plan.allowed_protocols,
         )
-        commits = git.commits_between(cache, plan.previous_commit, sha)
+        commits = history.commits_between(cache, plan.previous_commit, sha)
     except StageError as exc:
         rec.log(f"(could not list commits since {plan.previous_commit[:10]}: {exc})")
         return

@@ -10,7 +10,7 @@ from .. import permissions
 from ..logs import discard_stream, publish_status
 from ..models import Deployment, Environment, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
-from ..pipeline import git
+from ..pipeline import git, history
 from ..pipeline.base import StageError
 from ..pipeline.git import GitError, validate_ref
 from .audit import audit
@@ -33,7 +33,7 @@ def older_code_warning(*, repository: Repository, environment: Environment, ref:
     protocols = settings.GIT_ALLOWED_PROTOCOLS
     try:
         sha = git.resolve_ref(repository.git_url, ref, allowed_protocols=protocols)
-        older = git.is_older(
+        older = history.is_older(
             repository.git_url, sha, current.commit_sha, repository.history_dir, allowed_protocols=protocols
         )
     except StageError:

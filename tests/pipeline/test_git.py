@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deployments.demo_app import add_commit
-from deployments.pipeline import git
+from deployments.pipeline import git, history
 from deployments.pipeline.base import Cancelled, StageError
 from deployments.pipeline.git import GitError
 
@@ -161,17 +161,17 @@ def test_checkout_fetches_only_the_commit_to_build(demo_repo: Path, tmp_path: Pa
 def test_history_cache_keeps_history_without_checking_anything_out(demo_repo: Path, tmp_path: Path) -> None:
     old, new = rev(demo_repo, "main~1"), rev(demo_repo, "main")
 
-    dest = git.history_cache(tmp_path / "history", f"file://{demo_repo}", [new])
+    dest = history.history_cache(tmp_path / "history", f"file://{demo_repo}", [new])
     assert not (dest / "www").exists()
 
-    commits = git.commits_between(dest, old, new)
+    commits = history.commits_between(dest, old, new)
     assert [(c["sha"], c["subject"], c["author"]) for c in commits] == [
         (new, "Show version 2 on the home page", "Shipmate Demo")
     ]
     assert commits[0]["date"][:2] == "20"
-    assert [c["sha"] for c in git.commits_between(dest, None, new)] == [new, old]
-    assert git.is_ancestor(dest, old, new)
-    assert not git.is_ancestor(dest, new, old)
+    assert [c["sha"] for c in history.commits_between(dest, None, new)] == [new, old]
+    assert history.is_ancestor(dest, old, new)
+    assert not history.is_ancestor(dest, new, old)
 
 
 def test_commit_from_another_branch_is_fetched_on_demand_for_the_change_list(
@@ -180,18 +180,18 @@ def test_commit_from_another_branch_is_fetched_on_demand_for_the_change_list(
     main = rev(demo_repo, "main")
     subprocess.run(["git", "-C", str(demo_repo), "checkout", "-q", "-b", "other", "main~1"], check=True)
     other = add_commit(demo_repo, "Work on another branch", {"OTHER": "x"})
-    dest = git.history_cache(tmp_path / "history", str(demo_repo), [main])
+    dest = history.history_cache(tmp_path / "history", str(demo_repo), [main])
 
-    assert [c["sha"] for c in git.commits_between(dest, other, main)] == [main]
-    assert not git.is_ancestor(dest, other, main)
+    assert [c["sha"] for c in history.commits_between(dest, other, main)] == [main]
+    assert not history.is_ancestor(dest, other, main)
 
 
 def test_commit_unknown_to_the_remote_gives_an_empty_change_list(demo_repo: Path, tmp_path: Path) -> None:
     main = rev(demo_repo, "main")
-    dest = git.history_cache(tmp_path / "history", str(demo_repo), [main])
+    dest = history.history_cache(tmp_path / "history", str(demo_repo), [main])
 
-    assert git.commits_between(dest, "1" * 40, main) == []
-    assert not git.is_ancestor(dest, "1" * 40, main)
+    assert history.commits_between(dest, "1" * 40, main) == []
+    assert not history.is_ancestor(dest, "1" * 40, main)
 
 
 def test_fetch_commit_makes_a_commit_available_in_a_repository(demo_repo: Path, tmp_path: Path) -> None:

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import urllib3
-import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from ..base import Cancelled, LogFn, Release, RolloutFailed, StageError, StopFn, TargetError, never_stop
+from .k8s_client import build_api_client, describe_error, setting_bool, setting_number
 from .k8s_status import (
     CAUSE_ANNOTATION,
     HASH_ANNOTATION,
@@ -39,59 +37,6 @@ MAX_API_ERRORS = 5  # consecutive failed polls before the rollout counts as lost
 CONNECT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 Obj = dict[str, Any]
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        try:
-            message = json.loads(exc.body or "").get("message")
-        except (ValueError, AttributeError):
-            message = None
-        return f"HTTP {exc.status}: {message or exc.reason}"
-    reason = getattr(exc, "reason", None) or exc
-    # urllib3 prefixes the reason with a connection object repr; users need only the cause.
-    return re.sub(r"<[^>]+>:\s*", "", str(reason))
-
-
-def _setting_number(settings: Mapping[str, Any], key: str, default: float, *, integer: bool = False) -> Any:
-    raw = settings.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except (TypeError, ValueError):
-        raise TargetError(f"Kubernetes setting {key!r} must be a number, got {raw!r}") from None
-    if isinstance(raw, bool) or value <= 0:
-        raise TargetError(f"Kubernetes setting {key!r} must be a positive number, got {raw!r}")
-    return value
-
-
-def _setting_bool(settings: Mapping[str, Any], key: str) -> bool:
-    raw = settings.get(key, False)
-    if isinstance(raw, str):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(raw)
-
-
-def build_api_client(
-    *, kubeconfig: str, kubeconfig_path: str, in_cluster: bool, context: str | None
-) -> client.ApiClient:
-    """One ApiClient per target; the library's global default configuration stays untouched."""
-    try:
-        if kubeconfig.strip():
-            config_dict = yaml.safe_load(kubeconfig)
-            if not isinstance(config_dict, dict):
-                raise TargetError("the kubeconfig is not a YAML mapping")
-            return config.new_client_from_config_dict(config_dict, context=context, persist_config=False)
-        if kubeconfig_path:
-            return config.new_client_from_config(kubeconfig_path, context=context, persist_config=False)
-        if in_cluster:
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
-    except (ConfigException, yaml.YAMLError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise TargetError(f"invalid Kubernetes connection settings: {exc}") from exc
-    raise TargetError("Kubernetes target needs a kubeconfig, a kubeconfig_path or in_cluster")
 
 
 class KubernetesTarget:
@@ -137,15 +82,15 @@ class KubernetesTarget:
         api = build_api_client(
             kubeconfig=kubeconfig or "",
             kubeconfig_path=str(settings.get("kubeconfig_path") or ""),
-            in_cluster=_setting_bool(settings, "in_cluster"),
+            in_cluster=setting_bool(settings, "in_cluster"),
             context=str(settings.get("context") or "") or None,
         )
         return cls(
             name=name,
             api=api,
-            timeout=_setting_number(settings, "timeout", 600.0),
-            max_restarts=_setting_number(settings, "max_restarts", 3, integer=True),
-            poll_interval=_setting_number(settings, "poll_interval", 1.0),
+            timeout=setting_number(settings, "timeout", 600.0),
+            max_restarts=setting_number(settings, "max_restarts", 3, integer=True),
+            poll_interval=setting_number(settings, "poll_interval", 1.0),
             **required,
         )
 
@@ -176,7 +121,7 @@ class KubernetesTarget:
         return json.loads(response.data)
 
     def _unreachable(self, exc: BaseException) -> TargetError:
-        return TargetError(f"cannot connect to the Kubernetes API at {self.host}: {_describe(exc)}")
+        return TargetError(f"cannot connect to the Kubernetes API at {self.host}: {describe_error(exc)}")
 
     def _read_deployment(self) -> Obj:
         try:
@@ -184,7 +129,7 @@ class KubernetesTarget:
         except ApiException as exc:
             if exc.status == 404:
                 raise TargetError(f"Deployment {self.ref} not found") from exc
-            raise TargetError(f"cannot read Deployment {self.ref}: {_describe(exc)}") from exc
+            raise TargetError(f"cannot read Deployment {self.ref}: {describe_error(exc)}") from exc
         except CONNECT_ERRORS as exc:
             raise self._unreachable(exc) from exc
 
@@ -212,7 +157,9 @@ class KubernetesTarget:
         try:
             version = client.VersionApi(self.api).get_code(_request_timeout=REQUEST_TIMEOUT).git_version
         except ApiException as exc:
-            raise TargetError(f"Kubernetes API at {self.host} refused the request: {_describe(exc)}") from exc
+            raise TargetError(
+                f"Kubernetes API at {self.host} refused the request: {describe_error(exc)}"
+            ) from exc
         except CONNECT_ERRORS as exc:
             raise self._unreachable(exc) from exc
         container = self._precheck(self._read_deployment())
@@ -231,7 +178,7 @@ class KubernetesTarget:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise TargetError(f"cannot read Deployment {self.ref}: {_describe(exc)}") from exc
+            raise TargetError(f"cannot read Deployment {self.ref}: {describe_error(exc)}") from exc
         except CONNECT_ERRORS as exc:
             raise self._unreachable(exc) from exc
         found = find_container(deployment, self.container)
@@ -271,9 +218,9 @@ class KubernetesTarget:
             except ApiException as exc:
                 if exc.status == 404:
                     raise RolloutFailed(f"Deployment {self.ref} disappeared during the rollout") from exc
-                errors, error = errors + 1, _describe(exc)
+                errors, error = errors + 1, describe_error(exc)
             except CONNECT_ERRORS as exc:
-                errors, error = errors + 1, _describe(exc)
+                errors, error = errors + 1, describe_error(exc)
             else:
                 errors = 0
                 if message != last_message:
@@ -349,7 +296,7 @@ class KubernetesTarget:
             self._call(patch, name, self.namespace, ops, _content_type=JSON_PATCH)
             return "updated"
         except ApiException as exc:
-            raise TargetError(f"cannot write {where}: {_describe(exc)}") from exc
+            raise TargetError(f"cannot write {where}: {describe_error(exc)}") from exc
         except CONNECT_ERRORS as exc:
             raise self._unreachable(exc) from exc
 
@@ -377,7 +324,7 @@ class KubernetesTarget:
                     deployment = self._read_deployment()
                     self._precheck(deployment)
                     continue
-                raise TargetError(f"cannot patch Deployment {self.ref}: {_describe(exc)}") from exc
+                raise TargetError(f"cannot patch Deployment {self.ref}: {describe_error(exc)}") from exc
             except CONNECT_ERRORS as exc:
                 raise self._unreachable(exc) from exc
         raise AssertionError("unreachable")
@@ -426,7 +373,7 @@ class KubernetesTarget:
                 for line in lines:
                     log(f"  {line}")
                 return
-        log(f"(container log unavailable: {_describe(error) if error else 'empty'})")
+        log(f"(container log unavailable: {describe_error(error) if error else 'empty'})")
 
     def _sleep(self, seconds: float, should_stop: StopFn) -> None:
         end = time.monotonic() + seconds
