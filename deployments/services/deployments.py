@@ -70,10 +70,9 @@ def _create(
     source_ip: str | None,
     break_glass_reason: str = "",
     rollback_of: Deployment | None = None,
-    commit_sha: str = "",
-    image_digest: str = "",
     reuse_of: Deployment | None = None,
 ) -> Deployment:
+    """A new deployment; `reuse_of` ships that deployment's image instead of building."""
     freeze = environment.active_freeze()
     deployment = Deployment.objects.create(
         repository=repository,
@@ -82,8 +81,8 @@ def _create(
         requested_by=user,
         trigger=trigger,
         rollback_of=rollback_of,
-        commit_sha=commit_sha,
-        image_digest=image_digest,
+        commit_sha=reuse_of.commit_sha if reuse_of else "",
+        image_digest=reuse_of.image_digest if reuse_of else "",
         tests_passed=reuse_of.tests_passed if reuse_of else None,
         break_glass_reason=break_glass_reason.strip() if freeze else "",
     )
@@ -173,6 +172,11 @@ def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | Non
     return deployment
 
 
+def _reship(built: Deployment, **fields: Any) -> Deployment:
+    """Deploy what `built` shipped (same repository, ref, commit and digest) again."""
+    return _create(repository=built.repository, ref=built.ref, reuse_of=built, **fields)
+
+
 def last_successful(environment: Environment, *, repository: Repository | None = None) -> Deployment | None:
     """What the environment runs now (of `repository`, when given), as Shipmate deployed it."""
     qs = Deployment.objects.filter(environment=environment, status=Status.SUCCEEDED).exclude(image_digest="")
@@ -204,18 +208,14 @@ def deployment_rollback(
     )
     if previous is None:
         raise DeployRefused(f"{environment} has no earlier successful release to roll back to.")
-    return _create(
+    return _reship(
+        previous,
         user=user,
-        repository=previous.repository,
         environment=environment,
-        ref=previous.ref,
         trigger=Trigger.ROLLBACK,
         source_ip=source_ip,
         break_glass_reason=break_glass_reason,
         rollback_of=current,
-        commit_sha=previous.commit_sha,
-        image_digest=previous.image_digest,
-        reuse_of=previous,
     )
 
 
@@ -235,15 +235,11 @@ def deployment_promote(
     running = last_successful(source)
     if running is None:
         raise DeployRefused(f"{source} runs nothing that Shipmate deployed.")
-    return _create(
+    return _reship(
+        running,
         user=user,
-        repository=running.repository,
         environment=target,
-        ref=running.ref,
         trigger=Trigger.PROMOTION,
         source_ip=source_ip,
         break_glass_reason=break_glass_reason,
-        commit_sha=running.commit_sha,
-        image_digest=running.image_digest,
-        reuse_of=running,
     )
