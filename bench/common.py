@@ -89,6 +89,24 @@ def make_user(name: str, role: str | None) -> Any:
     return user
 
 
+def streaming_deployment(name: str) -> Any:
+    """A running deployment with no task behind it: its stream stays open for as long as
+    a benchmark writes. Makes (once) the user `dev`, the environment `dev` and a repository."""
+    from django.contrib.auth.models import User
+
+    from deployments import permissions
+    from deployments.models import Deployment, Environment, Repository, Status
+
+    dev = User.objects.filter(username="dev").first() or make_user("dev", permissions.DEVELOPERS)
+    env = Environment.objects.filter(name="dev").first() or make_environment("dev")
+    repository, _ = Repository.objects.get_or_create(
+        name=name, defaults={"git_url": "/nonexistent", "image_name": f"bench/{name}"}
+    )
+    return Deployment.objects.create(
+        repository=repository, environment=env, ref="main", requested_by=dev, status=Status.RUNNING
+    )
+
+
 def make_environment(name: str = "dev", *, order: int = 10, **target_settings: Any) -> Any:
     from django.contrib.auth.models import Group
 

@@ -17,23 +17,13 @@ from typing import Any
 from bench.common import (
     SseReaders,
     login_cookie,
-    make_environment,
-    make_user,
     ms,
     paced,
     setup_django,
+    streaming_deployment,
 )
 from bench.report import percentile, table, write_section
 from tests.live import serve_asgi as asgi_server
-
-
-def _deployment(user: Any, env: Any, repository: Any) -> Any:
-    from deployments.models import Deployment, Status
-
-    # A running deployment with no task behind it: the stream stays open for as long as we write.
-    return Deployment.objects.create(
-        repository=repository, environment=env, ref="main", requested_by=user, status=Status.RUNNING
-    )
 
 
 def _latency_run(base: str, cookie: str, deployment: Any, lines: int, interval: float, query: str) -> dict:
@@ -109,25 +99,20 @@ def main() -> None:
     setup_django("log-latency")
     from django.conf import settings
 
-    from deployments import permissions
-    from deployments.models import Repository
-
-    dev = make_user("dev", permissions.DEVELOPERS)
-    env = make_environment("dev")
-    repository = Repository.objects.create(name="bench-logs", git_url="/nonexistent", image_name="bench/logs")
     interval = args.interval_ms / 1000
+    first = streaming_deployment("bench-logs")  # also makes the user the reader logs in as
 
     with asgi_server() as base:
         cookie = login_cookie(base, "dev")
-        html = _latency_run(base, cookie, _deployment(dev, env, repository), args.lines, interval, "")
+        html = _latency_run(base, cookie, first, args.lines, interval, "")
         print(f"html: {html}")
         text = _latency_run(
-            base, cookie, _deployment(dev, env, repository), args.lines, interval, "?format=text"
+            base, cookie, streaming_deployment("bench-logs"), args.lines, interval, "?format=text"
         )
         print(f"text: {text}")
-        burst = _throughput_run(base, cookie, _deployment(dev, env, repository), args.burst)
+        burst = _throughput_run(base, cookie, streaming_deployment("bench-logs"), args.burst)
         print(f"burst: {burst}")
-        alone = _writer_alone(_deployment(dev, env, repository), args.burst // 5)
+        alone = _writer_alone(streaming_deployment("bench-logs"), args.burst // 5)
         print(f"writer alone: {alone}")
 
     rows = [

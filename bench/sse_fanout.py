@@ -13,11 +13,10 @@ from pathlib import Path
 from bench.common import (
     SseReaders,
     login_cookie,
-    make_environment,
-    make_user,
     ms,
     paced,
     setup_django,
+    streaming_deployment,
 )
 from bench.report import percentile, table, write_section
 from tests.live import serve_asgi as asgi_server
@@ -38,18 +37,9 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=float, default=2.0)
     args = parser.parse_args()
     setup_django("sse-fanout")
-    from deployments import permissions
     from deployments.logs import LogWriter
-    from deployments.models import Deployment, Repository, Status
 
-    dev = make_user("dev", permissions.DEVELOPERS)
-    env = make_environment("dev")
-    repository = Repository.objects.create(
-        name="bench-fanout", git_url="/nonexistent", image_name="bench/fanout"
-    )
-    deployment = Deployment.objects.create(
-        repository=repository, environment=env, ref="main", requested_by=dev, status=Status.RUNNING
-    )
+    deployment = streaming_deployment("bench-fanout")
     with asgi_server() as base:
         cookie = login_cookie(base, "dev")
         rss_before = _rss_mb()

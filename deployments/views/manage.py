@@ -185,22 +185,37 @@ def environment_test_connection(request: HttpRequest, name: str) -> HttpResponse
     return redirect(_env_url(env, "target"))
 
 
-@admin_required
-@require_POST
-def variable_set(request: HttpRequest, name: str) -> HttpResponse:
+def _environment_form_post(
+    request: HttpRequest,
+    name: str,
+    form_class: Any,
+    service: Any,
+    anchor: str,
+    context_key: str,
+    success: Any,
+) -> HttpResponse:
+    """Validate one of the environment page's small forms, call its service, and go back
+    to that section; errors are shown next to the fields."""
     env = get_object_or_404(Environment, name=name)
-    form = VariableForm(request.POST)
+    form = form_class(request.POST)
     if form.is_valid():
         try:
-            services.variable_set(
-                user=request.user, environment=env, source_ip=client_ip(request), **form.cleaned_data
-            )
+            service(user=request.user, environment=env, source_ip=client_ip(request), **form.cleaned_data)
         except ValidationError as exc:
             _show_errors(form, exc)
         else:
-            messages.success(request, f"Variable {form.cleaned_data['name']} saved.")
-            return redirect(_env_url(env, "variables"))
-    return _environment_page(request, env, status=400, variable_form=form)
+            messages.success(request, success(form.cleaned_data))
+            return redirect(_env_url(env, anchor))
+    return _environment_page(request, env, status=400, **{context_key: form})
+
+
+@admin_required
+@require_POST
+def variable_set(request: HttpRequest, name: str) -> HttpResponse:
+    return _environment_form_post(
+        request, name, VariableForm, services.variable_set, "variables", "variable_form",
+        lambda data: f"Variable {data['name']} saved.",
+    )  # fmt: skip
 
 
 @admin_required
@@ -217,19 +232,10 @@ def variable_delete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
 @admin_required
 @require_POST
 def freeze_add(request: HttpRequest, name: str) -> HttpResponse:
-    env = get_object_or_404(Environment, name=name)
-    form = FreezeWindowForm(request.POST)
-    if form.is_valid():
-        try:
-            services.freeze_create(
-                user=request.user, environment=env, source_ip=client_ip(request), **form.cleaned_data
-            )
-        except ValidationError as exc:
-            _show_errors(form, exc)
-        else:
-            messages.success(request, "Freeze window added.")
-            return redirect(_env_url(env, "freeze"))
-    return _environment_page(request, env, status=400, freeze_form=form)
+    return _environment_form_post(
+        request, name, FreezeWindowForm, services.freeze_create, "freeze", "freeze_form",
+        lambda data: "Freeze window added.",
+    )  # fmt: skip
 
 
 @admin_required
