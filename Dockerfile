@@ -23,8 +23,8 @@ RUN groupadd --system --gid 10001 shipmate \
 WORKDIR /app
 
 # Requirements first: code changes then reuse the installed-packages layer.
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+COPY requirements.lock .
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY . .
 
