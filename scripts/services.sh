@@ -5,19 +5,24 @@
 #   scripts/services.sh start PROFILE   # PROFILE: run (make run) or test (make test)
 #   scripts/services.sh stop PROFILE
 #
-# "start" writes PROFILE's env file (.state/PROFILE/services.env) with REDIS_URL,
+# "start" writes PROFILE's env file (STATE/services.env) with REDIS_URL,
 # DOCKER_HOST, SHIPMATE_REGISTRY and, for the test profile, TEST_POSTGRES_URL.
-# Everything it starts is recorded by PID and "stop" ends only those PIDs.
+# STATE is .state/PROFILE; for the run profile SHIPMATE_STATE_DIR moves it.
+# Everything it starts is recorded by PID and "stop" ends only those PIDs. The
+# services run in sessions of their own, so a Ctrl-C in the terminal does not reach
+# them: whoever started them stops them, last.
 set -euo pipefail
 
 cmd=${1:?usage: services.sh start|stop run|test}
 profile=${2:-run}
 root=$(cd "$(dirname "$0")/.." && pwd)
 state="$root/.state/$profile"
+if [ "$profile" = run ] && [ -n "${SHIPMATE_STATE_DIR:-}" ]; then state=$SHIPMATE_STATE_DIR; fi
 mkdir -p "$state"
+state=$(cd "$state" && pwd)
 # Unix sockets have a ~107-byte path limit, and a clone may live deep: sockets and
-# the engine's exec-root go to a short per-checkout folder instead.
-run="/tmp/shipmate-$(printf %s "$root" | md5sum | cut -c1-10)-$profile"
+# the engine's exec-root go to a short folder per state folder instead.
+run="/tmp/shipmate-$(printf %s "$state" | md5sum | cut -c1-10)-$profile"
 mkdir -p "$run"
 envfile="$state/services.env"
 
@@ -27,7 +32,40 @@ case "$profile" in
   *) echo "unknown profile $profile" >&2; exit 2 ;;
 esac
 
+fail() { echo "services: $*" >&2; exit 1; }
+
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# "PID COMMAND" of whatever listens on 127.0.0.1:PORT, or nothing.
+listener() { python3 "$root/scripts/port_owner.py" "$1"; }
+
+# Refuse to start WHAT when another program holds its port: a ping would reach that
+# program, and the suite would fail in confusing ways once it went away.
+port_free() {  # port_free PORT WHAT SETTING
+  local owner; owner=$(listener "$1")
+  [ -z "$owner" ] || fail "cannot start $2: 127.0.0.1:$1 is already in use by pid $owner." \
+    "Stop that process${3:+, or choose another port with $3}."
+}
+
+# Wait until the process in PIDFILE is alive and is the one listening on PORT.
+wait_ours() {  # wait_ours SECONDS WHAT PIDFILE PORT LOG
+  local seconds=$1 what=$2 pidfile=$3 port=$4 log=$5 pid owner
+  for _ in $(seq 1 $((seconds * 10))); do
+    pid=$( [ -f "$pidfile" ] && cat "$pidfile" || true)
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      echo "services: $what (pid $pid) exited while starting; the end of $log:" >&2
+      tail -n 20 "$log" >&2 || true
+      exit 1
+    fi
+    owner=$(listener "$port")
+    if [ -n "$pid" ] && [ "${owner%% *}" = "$pid" ]; then return 0; fi
+    sleep 0.1
+  done
+  if [ -n "$owner" ]; then
+    fail "$what did not come up: 127.0.0.1:$port is held by pid $owner, not by our pid ${pid:-?}"
+  fi
+  fail "$what did not come up within $seconds s; see $log"
+}
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   local seconds=$1 what=$2; shift 2
@@ -41,10 +79,13 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 
 start_redis() {
   if ! alive "$state/redis.pid"; then
+    port_free "$redis_port" redis SHIPMATE_REDIS_PORT
+    rm -f "$state/redis.pid"
     redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
       --maxmemory-policy noeviction --daemonize yes --pidfile "$state/redis.pid" \
       --logfile "$state/redis.log" --dir "$state"
   fi
+  wait_ours 10 redis "$state/redis.pid" "$redis_port" "$state/redis.log"
   wait_for 10 redis redis-cli -p "$redis_port" ping
   echo "REDIS_URL=redis://127.0.0.1:$redis_port/0" >> "$envfile"
 }
@@ -64,11 +105,12 @@ start_docker() {
   local sock="unix://$run/docker.sock"
   if ! alive "$state/dockerd.pid"; then
     # No bridge and no iptables: no container gets an address outside loopback.
-    nohup dockerd --bridge=none --iptables=false --ip6tables=false \
-      -H "$sock" --data-root "$state/docker-data" --exec-root "$run/docker-exec" \
-      --pidfile "$state/dockerd.pid" > "$state/dockerd.log" 2>&1 &
+    setsid dockerd --bridge=none --iptables=false --ip6tables=false \
+      --shutdown-timeout 2 -H "$sock" --data-root "$state/docker-data" --exec-root "$run/docker-exec" \
+      --pidfile "$state/dockerd.pid" > "$state/dockerd.log" 2>&1 < /dev/null &
   fi
   wait_for 60 dockerd docker_reachable "$sock"
+  alive "$state/dockerd.pid" || fail "dockerd exited while starting; see $state/dockerd.log"
   echo "DOCKER_HOST=$sock" >> "$envfile"
 }
 
@@ -84,9 +126,11 @@ http:
   addr: 127.0.0.1:$registry_port
 YML
   if ! alive "$state/registry.pid"; then
-    nohup docker-registry serve "$state/registry.yml" > "$state/registry.log" 2>&1 &
+    port_free "$registry_port" "the registry" SHIPMATE_REGISTRY_PORT
+    setsid docker-registry serve "$state/registry.yml" > "$state/registry.log" 2>&1 < /dev/null &
     echo $! > "$state/registry.pid"
   fi
+  wait_ours 20 "the registry" "$state/registry.pid" "$registry_port" "$state/registry.log"
   wait_for 20 registry curl -fsS "http://127.0.0.1:$registry_port/v2/"
   echo "SHIPMATE_REGISTRY=127.0.0.1:$registry_port" >> "$envfile"
 }
@@ -115,9 +159,13 @@ start_postgres() {
     runuser -u shipmate-pg -- "$bin/initdb" -D "$pg_data" -U postgres --auth=trust > "$state/pg-init.log"
   fi
   if ! runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+    port_free "$pg_port" PostgreSQL
     runuser -u shipmate-pg -- "$bin/pg_ctl" -D "$pg_data" -l "$run/pg/postgres.log" -w \
       -o "-k $run/pg -h 127.0.0.1 -p $pg_port -c fsync=off" start > /dev/null
   fi
+  local owner; owner=$(listener "$pg_port")
+  [ "${owner%% *}" = "$(head -n1 "$pg_data/postmaster.pid")" ] ||
+    fail "PostgreSQL: 127.0.0.1:$pg_port is held by pid ${owner:-nobody}, not by our server"
   echo "TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postgres" >> "$envfile"
 }
 
@@ -131,11 +179,20 @@ stop_postgres() {
   done
 }
 
-stop_pid() {
-  if alive "$1"; then
+# SIGTERM every service first, then wait for each (up to 15 s, then SIGKILL): they
+# shut down side by side, and the engine's container stops do not hold up the rest.
+signal_pid() {
+  if alive "$1"; then kill "$(cat "$1")" 2>/dev/null || true; fi
+}
+
+reap_pid() {
+  if [ -f "$1" ]; then
     local pid; pid=$(cat "$1")
-    kill "$pid"
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "services: pid $pid ($1) did not stop within 15 s; killing it" >&2
+      kill -9 "$pid" 2>/dev/null || true
+    fi
   fi
   rm -f "$1"
 }
@@ -150,9 +207,8 @@ case "$cmd" in
     ;;
   stop)
     stop_postgres
-    stop_pid "$state/registry.pid"
-    stop_pid "$state/redis.pid"
-    stop_pid "$state/dockerd.pid"
+    for name in registry redis dockerd; do signal_pid "$state/$name.pid"; done
+    for name in registry redis dockerd; do reap_pid "$state/$name.pid"; done
     ;;
   *) echo "usage: services.sh start|stop run|test" >&2; exit 2 ;;
 esac
