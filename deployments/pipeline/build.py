@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
-from docker.errors import DockerException
 
 from .base import LogFn, StageError, StopFn
-from .docker_client import LineLog, follow_stream
+from .docker_client import ENGINE_ERRORS, LineLog, follow_stream, stage_failure
 from .git import redact_url
 
 # Name of the copy we place in the context when the Dockerfile lives elsewhere.
@@ -76,9 +75,9 @@ def build_image(
         lines.flush()
         if not image_id:
             image_id = client.api.inspect_image(tag)["Id"]
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         lines.flush()
-        raise StageError(f"build failed: {_explain(exc)}") from exc
+        raise stage_failure("build", exc, f"build failed: {_explain(exc)}") from exc
     log(f"Built {tag} ({image_id[:19]})")
     return image_id
 
@@ -101,6 +100,6 @@ def _place_external_dockerfile(source: Path, copy: Path) -> Path:
     return copy
 
 
-def _explain(exc: DockerException) -> str:
+def _explain(exc: BaseException) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc)[:500]

@@ -11,13 +11,53 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
+import requests
+import urllib3
 from docker.errors import DockerException
 from docker.types.daemon import CancellableStream
 
-from .base import Cancelled, LogFn, StopFn, TargetError
+from .base import Cancelled, LogFn, StageError, StopFn, TargetError
 
 # How often a blocked stream checks should_stop: builds can be silent for minutes.
 POLL_SECONDS = 0.25
+# docker-py lets the errors of requests and urllib3 through unwrapped, and a socket
+# closed mid-stream surfaces as a plain OSError.
+ENGINE_ERRORS = (
+    DockerException,
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+_GONE_ERRORS = (
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,
+    ConnectionError,
+    FileNotFoundError,
+)
+# Reconnecting to a lost engine: wait 0.2, 0.4, 0.8, 1.6, 2 s (about 5 s), then give up.
+RECONNECT_DELAYS = (0.2, 0.4, 0.8, 1.6, 2.0)
+
+
+class EngineLost(StageError):
+    """The Docker engine stopped answering in the middle of a stage."""
+
+
+def engine_gone(exc: BaseException) -> bool:
+    """Whether `exc` means the engine's socket went away, as opposed to an API refusal."""
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return False
+    return isinstance(exc, _GONE_ERRORS)
+
+
+def engine_lost(stage: str, exc: BaseException | None = None) -> EngineLost:
+    detail = f" ({_short(exc)})" if exc is not None else ""
+    return EngineLost(f"the Docker engine went away during the {stage} stage{detail}")
+
+
+def stage_failure(stage: str, exc: BaseException, message: str) -> StageError:
+    """The error a stage raises for an engine error: lost engine, or `message`."""
+    return engine_lost(stage, exc) if engine_gone(exc) else StageError(message)
 
 
 def connect(base_url: str | None, *, timeout: int = 120) -> docker.DockerClient:
@@ -38,10 +78,17 @@ def connect(base_url: str | None, *, timeout: int = 120) -> docker.DockerClient:
     return client
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: BaseException) -> str:
     text = str(exc)
     # requests nests the useful part ("Connection refused", "No such file") at the end.
-    for marker in ("Connection refused", "No such file or directory", "Name or service not known"):
+    for marker in (
+        "Connection refused",
+        "No such file or directory",
+        "Name or service not known",
+        "Connection aborted",
+        "Connection broken",
+        "Connection reset by peer",
+    ):
         if marker in text:
             return marker
     return text[:300]

@@ -6,10 +6,9 @@ import re
 from typing import Any
 
 import docker
-from docker.errors import DockerException
 
 from .base import LogFn, StageError, StopFn
-from .docker_client import follow_stream
+from .docker_client import ENGINE_ERRORS, follow_stream, stage_failure
 
 # Per-layer progress ticks; the rest ("Pushed", "Layer already exists", the summary) is worth a line.
 _NOISY_STATUSES = {"Preparing", "Waiting", "Pushing"}
@@ -49,8 +48,9 @@ def push_image(
             if status and status not in _NOISY_STATUSES:
                 layer = chunk.get("id")
                 log(f"{layer}: {status}" if layer and layer != tag else status)
-    except DockerException as exc:
-        raise StageError(_failure(repository, str(getattr(exc, "explanation", None) or exc))) from exc
+    except ENGINE_ERRORS as exc:
+        message = _failure(repository, str(getattr(exc, "explanation", None) or exc))
+        raise stage_failure("push", exc, message) from exc
     if not _DIGEST_RE.match(digest):
         raise StageError(f"push to {repository} finished without reporting a digest")
     reference = f"{repository}@{digest}"

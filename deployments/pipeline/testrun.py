@@ -8,10 +8,17 @@ import time
 
 import docker
 import requests
-from docker.errors import DockerException, NotFound
 
 from .base import Cancelled, LogFn, StageError, StopFn
-from .docker_client import LineLog, follow_stream
+from .docker_client import (
+    ENGINE_ERRORS,
+    RECONNECT_DELAYS,
+    LineLog,
+    engine_gone,
+    engine_lost,
+    follow_stream,
+    stage_failure,
+)
 
 TEST_LABEL = "dev.shipmate.role"
 
@@ -82,16 +89,22 @@ def run_tests(
             hint = f" (out of memory, limit {mem_limit})" if oom else ""
             raise StageError(f"tests failed with exit code {exit_code}{hint}")
         log("Tests passed")
-    except DockerException as exc:
-        raise StageError(f"test run failed: {getattr(exc, 'explanation', None) or exc}") from exc
+    except ENGINE_ERRORS as exc:
+        message = f"test run failed: {getattr(exc, 'explanation', None) or exc}"
+        raise stage_failure("test", exc, message) from exc
     finally:
         if container is not None:
             _remove(container)
 
 
 def _wait(client: docker.DockerClient, container_id: str, deadline: float) -> int | None:
-    """The exit code, or None if the container still runs at `deadline`."""
+    """The exit code, or None if the container still runs at `deadline`.
+
+    An engine that stopped answering gets a few reconnects with growing pauses, then
+    the stage fails with EngineLost: never a loop that retries a dead socket at once.
+    """
     # The log stream usually ends at exit; this covers an engine that closed it early.
+    delays = iter(RECONNECT_DELAYS)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -99,21 +112,26 @@ def _wait(client: docker.DockerClient, container_id: str, deadline: float) -> in
         try:
             result = client.api.wait(container_id, timeout=max(1, min(remaining, 5)))
             return int(result["StatusCode"])
-        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
-            continue
+        except requests.exceptions.ReadTimeout:
+            continue  # still running: the call itself blocked for its timeout
+        except ENGINE_ERRORS as exc:
+            if not engine_gone(exc):
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise engine_lost("test", exc) from exc
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
 
 
 def _kill(container: docker.models.containers.Container) -> None:
     try:
         container.kill()
-    except DockerException:
-        pass  # already stopped
+    except ENGINE_ERRORS:
+        pass  # already stopped, or the engine is gone
 
 
 def _remove(container: docker.models.containers.Container) -> None:
     try:
         container.remove(force=True)
-    except NotFound:
-        pass
-    except DockerException:
+    except ENGINE_ERRORS:
         pass  # removal is cleanup; the stage result matters more

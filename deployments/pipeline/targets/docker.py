@@ -11,11 +11,11 @@ import re
 from typing import Any
 
 import docker
-import requests
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from ..base import LogFn, Release, RolloutFailed, StopFn, TargetError, never_stop
+from ..docker_client import ENGINE_ERRORS, engine_gone
 from ..health import wait_http_ok
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -23,8 +23,7 @@ _LABEL_UNSAFE_RE = re.compile(r"[^a-z0-9._-]+")
 IMAGE_LABEL = "shipmate.image"
 STOP_TIMEOUT = 10  # seconds before the engine kills a container that ignores SIGTERM
 LOG_TAIL = 20
-# docker-py lets connection errors from requests through unwrapped.
-_ENGINE_ERRORS = (DockerException, requests.RequestException)
+_ENGINE_ERRORS = ENGINE_ERRORS
 
 
 class DockerTarget:
@@ -146,7 +145,9 @@ class DockerTarget:
             if self._remove(self.previous_name):
                 log(f"Removed {self.previous_name}")
         except _ENGINE_ERRORS as exc:
-            raise RolloutFailed(f"lost the Docker engine while waiting for {self.name}: {exc}") from None
+            raise RolloutFailed(
+                f"the Docker engine went away during the rollout of {self.name} ({_api_message(exc)})"
+            ) from None
 
     def undo(self, previous: Release | None, *, log: LogFn) -> None:
         try:
@@ -350,10 +351,12 @@ def _label_key(key: str) -> str:
     return _LABEL_UNSAFE_RE.sub("-", key.lower()).strip(".-") or "annotation"
 
 
-def _api_message(exc: Exception) -> str:
+def _api_message(exc: BaseException) -> str:
     if isinstance(exc, APIError) and exc.explanation:
         return str(exc.explanation)
-    return str(exc)
+    if engine_gone(exc):
+        return "the Docker engine is not answering"
+    return str(exc)[:300]
 
 
 def _port(settings: dict[str, Any], key: str) -> int | None:
