@@ -52,15 +52,25 @@ def _line_event(entry_id: str, stage: str, text: str, *, as_text: bool) -> str:
     return sse("line", text if as_text else line_html(stage, text), entry_id)
 
 
+def _stage_event(name: str, status: str, entry_id: str | None = None, *, as_text: bool) -> str:
+    # ?format=text is for people and scripts reading the stream (curl -N): plain
+    # sentences such as "stage build: running", never the page's HTML fragments.
+    data = f"stage {name}: {status}" if as_text else stage_html(name, status)
+    return sse(f"stage-{_UNSAFE_EVENT_CHARS.sub('-', name)}", data, entry_id)
+
+
+def _status_event(status: str, entry_id: str | None = None, *, as_text: bool) -> str:
+    return sse("status", f"status: {status}" if as_text else badge_html(status), entry_id)
+
+
 def _render(entry_id: str, fields: dict[str, str], *, as_text: bool) -> str:
     kind = fields.get("type", "")
     if kind == "line":
         return _line_event(entry_id, fields.get("stage", ""), fields.get("text", ""), as_text=as_text)
     if kind == "stage":
-        name, status = fields.get("name", ""), fields.get("status", "")
-        return sse(f"stage-{_UNSAFE_EVENT_CHARS.sub('-', name)}", stage_html(name, status), entry_id)
+        return _stage_event(fields.get("name", ""), fields.get("status", ""), entry_id, as_text=as_text)
     if kind == "status":
-        return sse("status", badge_html(fields.get("status", "")), entry_id)
+        return _status_event(fields.get("status", ""), entry_id, as_text=as_text)
     return ""  # unknown kinds (from a newer worker) are skipped
 
 
@@ -94,15 +104,13 @@ async def _stored_lines(
         )
 
 
-async def _snapshot(pk: int) -> str:
+async def _snapshot(pk: int, *, as_text: bool) -> str:
     # Stage and status events are not stored; after a database replay, send the
     # current state instead. No id, so Last-Event-ID keeps pointing at the last line.
     stages = [stage async for stage in Stage.objects.filter(deployment_id=pk).order_by("position")]
-    events = [
-        sse(f"stage-{_UNSAFE_EVENT_CHARS.sub('-', s.name)}", stage_html(s.name, s.status)) for s in stages
-    ]
+    events = [_stage_event(s.name, s.status, as_text=as_text) for s in stages]
     if status := await _status(pk):
-        events.append(sse("status", badge_html(status)))
+        events.append(_status_event(status, as_text=as_text))
     return "".join(events)
 
 
@@ -134,7 +142,7 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
                 replayed, last = True, last_stored
                 yield chunk
             if replayed or first_id is None:
-                yield await _snapshot(pk)
+                yield await _snapshot(pk, as_text=as_text)
 
         while entries := await client.xrange(key, f"({_fmt(last)}", "+", count=CHUNK):
             chunk, last, ended = await _render_entries(pk, entries, last, as_text=as_text)

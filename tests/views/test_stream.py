@@ -312,6 +312,41 @@ def test_stage_and_status_events_use_their_own_event_names(http, deployment):
     assert all("id" in e for e in events[:-1])
 
 
+def test_text_format_sends_stage_and_status_changes_as_plain_sentences(http, deployment):
+    with LogWriter(deployment.pk) as writer:
+        writer.event("status", status="running")
+        writer.event("stage", name="build", status="running")
+        writer.line("building", stage="build")
+        writer.event("stage", name="build", status="failed")
+        writer.event("status", status="failed")
+        writer.event("end", status="failed")
+
+    with http.stream("GET", events_url(deployment, format="text")) as response:
+        events = Events(response).rest()
+
+    assert [(e["event"], e["data"]) for e in events] == [
+        ("status", "status: running"),
+        ("stage-build", "stage build: running"),
+        ("line", "building"),
+        ("stage-build", "stage build: failed"),
+        ("status", "status: failed"),
+        ("end", "failed"),
+    ]
+
+
+def test_text_format_replays_the_current_state_as_plain_sentences(http, deployment):
+    """A finished run with no Redis stream left: the state snapshot is text too."""
+    Stage.objects.create(deployment=deployment, name="build", position=1, status="succeeded")
+    Deployment.objects.filter(pk=deployment.pk).update(status="succeeded")
+
+    with http.stream("GET", events_url(deployment, format="text")) as response:
+        body = response.read().decode()
+
+    assert "data: stage build: succeeded" in body
+    assert "data: status: succeeded" in body
+    assert "<" not in body
+
+
 def test_live_lines_arrive_while_connected_and_idle_streams_get_keepalives(
     http, deployment, open_writer, monkeypatch
 ):
