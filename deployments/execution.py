@@ -67,6 +67,7 @@ class DbRecorder:
         self.writer = writer
         self.heartbeat = heartbeat
         self.current = ""
+        self.stopped_in = ""  # the stage an exception ended, for the run's message
 
     def _set_stage(self, name: str, status: str, note: str = "", **times: Any) -> None:
         Stage.objects.filter(deployment=self.deployment, name=name).update(
@@ -86,6 +87,8 @@ class DbRecorder:
             status = StageStatus.CANCELLED
             raise
         finally:
+            if status != StageStatus.SUCCEEDED:
+                self.stopped_in = name
             self.writer.flush()
             self._set_stage(name, status, finished_at=timezone.now())
             self.current = ""
@@ -247,14 +250,16 @@ def execute(deployment_id: int, *, worker: str) -> str:
     secrets: list[str] = []
     writer: LogWriter | None = None
     status, error = Status.FAILED, ""
+    rec: DbRecorder | None = None
     try:
         # Inside the try: a secret that cannot be decrypted must fail the run, not strand it.
         secrets = _secrets(deployment)
         writer = LogWriter(deployment.pk, secrets=secrets)
         heartbeat.start()
-        status = _run_phases(deployment, phase, DbRecorder(deployment, writer, heartbeat), writer)
+        rec = DbRecorder(deployment, writer, heartbeat)
+        status = _run_phases(deployment, phase, rec, writer)
     except Cancelled:
-        status, error = Status.CANCELLED, "Cancelled while running."
+        status, error = Status.CANCELLED, _cancel_message(deployment.pk, rec)
     except BackToApproval as exc:
         status, error = Status.AWAITING_APPROVAL, str(exc)
     except RolledBack as exc:
@@ -263,7 +268,11 @@ def execute(deployment_id: int, *, worker: str) -> str:
         status, error = Status.FAILED, str(exc)
     except Exception as exc:  # never leave a run in "running"
         logger.exception("deployment %s crashed", deployment.pk)
-        status, error = Status.FAILED, f"internal error: {exc.__class__.__name__}: {exc}"
+        where = f" in the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""
+        status, error = (
+            Status.FAILED,
+            f"Shipmate failed{where}: {str(exc)[:300] or exc.__class__.__name__} (the worker log has the details)",
+        )
     finally:
         heartbeat.stop()
     error = Masker(secrets)(error)
@@ -276,6 +285,14 @@ def execute(deployment_id: int, *, worker: str) -> str:
     else:
         runs.deployment_finish(deployment=deployment, status=status, error=error, token=token)
     return status
+
+
+def _cancel_message(deployment_id: int, rec: DbRecorder | None) -> str:
+    reason = Deployment.objects.filter(pk=deployment_id).values_list("stop_reason", flat=True).first()
+    where = f" during the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""
+    if reason:
+        return f"Cancelled: {reason}{where}."
+    return f"Cancelled{where}." if where else "Cancelled while running."
 
 
 def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: LogWriter) -> str:

@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
+from django.db import connection
 
 from . import execution
 from .services import runs
 
+logger = logging.getLogger(__name__)
+
+
+def worker_name(node: str | None) -> str:
+    """How a deployment records the worker that claimed it."""
+    return f"{socket.gethostname()}:{node or '-'}"
+
 
 @shared_task(name="deployments.tasks.run_deployment", acks_late=True, reject_on_worker_lost=True)
 def run_deployment(deployment_id: int) -> str:
-    worker = f"{socket.gethostname()}:{run_deployment.request.hostname or '-'}"
-    return execution.execute(int(deployment_id), worker=worker)
+    return execution.execute(int(deployment_id), worker=worker_name(run_deployment.request.hostname))
 
 
 @shared_task(name="deployments.tasks.reap")
 def reap() -> dict[str, int]:
     return runs.reap()
+
+
+@worker_shutting_down.connect
+def cancel_runs_on_shutdown(sender: str, **kwargs: Any) -> None:
+    """A stopping worker (SIGTERM, Ctrl-C) cancels its runs, so that its warm shutdown
+    ends within seconds with a readable reason instead of waiting out a test stage."""
+    try:
+        stopped = runs.deployments_interrupt(worker=worker_name(sender))
+        if stopped:
+            logger.warning("worker %s is stopping: cancelling %d running deployment(s)", sender, stopped)
+    except Exception:  # the shutdown must go on even if the database is gone
+        logger.exception("could not cancel the running deployments of %s", sender)
+    finally:
+        connection.close()

@@ -76,6 +76,8 @@ class Deployment(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Why the run was stopped when nobody clicked Cancel (the worker shut down), for its message.
+    stop_reason = models.CharField(max_length=200, blank=True)
     break_glass_reason = models.TextField(blank=True)
     tests_passed = models.BooleanField(null=True)
     commits = models.JSONField(default=list, blank=True, help_text="Commits since what the environment ran.")

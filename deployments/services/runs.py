@@ -164,6 +164,39 @@ def deployment_gate(*, deployment: Deployment) -> tuple[str | None, str]:
     ), config_hash
 
 
+SHUTDOWN = "Shipmate was stopped"
+
+
+def deployments_interrupt(*, worker: str, reason: str = SHUTDOWN) -> int:
+    """The worker is shutting down: ask its running deployments to stop, so that each
+    cancels its step and ends with `reason` instead of running on or being cut off."""
+    return Deployment.objects.filter(status=Status.RUNNING, worker=worker).update(
+        cancel_requested=True, stop_reason=reason[:200]
+    )
+
+
+def deployments_settle_stopped(*, worker: str, reason: str = SHUTDOWN) -> int:
+    """Settle the runs `worker` left behind; call it only when that worker no longer runs.
+
+    A run cut off before its rollout is cancelled; one cut off in the rollout failed,
+    with what the target runs now, because a person has to look at it."""
+    settled = 0
+    for deployment in Deployment.objects.filter(status=Status.RUNNING, worker=worker).select_related(
+        "environment", "repository"
+    ):
+        stage = deployment.stages.filter(status=StageStatus.RUNNING).values_list("name", flat=True).first()
+        where = f" during the {stage} stage" if stage else ""
+        expect = {"status": Status.RUNNING, "claim_token": deployment.claim_token}
+        with transaction.atomic():
+            if stage in ("rollout", "verify"):
+                running = _what_target_runs(deployment)
+                ok = _settle(deployment, Status.FAILED, f"{reason}{where}; {running}.", **expect)
+            else:
+                ok = _settle(deployment, Status.CANCELLED, f"Cancelled: {reason}{where}.", **expect)
+        settled += ok
+    return settled
+
+
 def reap() -> dict[str, int]:
     """Settle runs whose worker vanished, and restart queues whose message got lost."""
     counts = {"requeued": 0, "failed": 0, "cancelled": 0, "dispatched": 0}
