@@ -349,3 +349,68 @@ def test_wait_http_ok_stops_at_once_when_fail_fast_reports_a_reason() -> None:
             fail_fast=lambda: "gone",
         )
     assert time.monotonic() - started < 5.0  # well before the 10 s timeout
+
+
+# -- two applications on one engine: a deployment that ran nothing never succeeds --------------
+
+
+def test_two_targets_side_by_side_each_serve_their_own_page(make_target, images, client) -> None:
+    one, two = make_target(), make_target()
+    deploy(one, images["v1"])
+    deploy(two, images["v2"])
+
+    assert (page(one.port), page(two.port)) == ("v1", "v2")
+
+
+def test_a_port_held_by_another_application_fails_the_apply_and_names_it(make_target, images, client) -> None:
+    other = make_target()
+    deploy(other, images["v1"])
+    newcomer = make_target(port=other.port)
+    log = Log()
+
+    with pytest.raises(TargetError) as failure:
+        newcomer.apply(Release(image=images["v2"]), log=log)
+
+    assert str(failure.value).startswith(
+        f"port {other.port} is already in use by container {other.name} (pid "
+    )
+    assert containers_named(client, newcomer.name) == []  # nothing was started
+    assert page(other.port) == "v1"
+
+
+def test_a_port_held_by_a_plain_process_is_named_with_its_pid(make_target, images) -> None:
+    import socket
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    target = make_target(port=squatter.getsockname()[1])
+    try:
+        with pytest.raises(TargetError, match=rf"already in use by pid {os.getpid()} \("):
+            target.apply(Release(image=images["v1"]), log=Log())
+    finally:
+        squatter.close()
+
+
+def test_a_container_that_lost_the_port_after_the_check_never_reads_healthy(
+    make_target, images, client
+) -> None:
+    """The other application takes the port between the free-port check and the start
+    (or the check cannot see it): the other app answers the health check, the new
+    container exits with a bind error, and the rollout fails instead of succeeding."""
+    other = make_target()
+    newcomer = make_target(port=other.port)
+    newcomer._port_holder = lambda: None  # type: ignore[method-assign]  # the race, made certain
+    deploy(other, images["v1"])
+    log = Log()
+
+    newcomer.apply(Release(image=images["v2"]), log=log)
+    with pytest.raises(RolloutFailed) as failure:
+        newcomer.wait(log=log, should_stop=never_stop)
+
+    expected = (
+        f"container {newcomer.name} could not bind port {other.port} (httpd: bind: Address already in use); "
+        f"the health check was answered by container {other.name} (pid "
+    )
+    assert str(failure.value).startswith(expected)
+    assert page(other.port) == "v1"

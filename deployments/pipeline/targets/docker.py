@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Any
 
 import docker
@@ -17,6 +18,7 @@ from docker.models.containers import Container
 from ..base import LogFn, Release, RolloutFailed, StopFn, TargetError, never_stop
 from ..docker_client import ENGINE_ERRORS, engine_gone
 from ..health import wait_http_ok
+from ..ports import listeners, process_tree
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _LABEL_UNSAFE_RE = re.compile(r"[^a-z0-9._-]+")
@@ -24,6 +26,8 @@ IMAGE_LABEL = "shipmate.image"
 STOP_TIMEOUT = 10  # seconds before the engine kills a container that ignores SIGTERM
 LOG_TAIL = 20
 _ENGINE_ERRORS = ENGINE_ERRORS
+# How servers report a port they could not take (busybox httpd, nginx, Python, Node, Go).
+_BIND_ERROR = re.compile(r"address (already )?in use|EADDRINUSE|bind\(\) to .* failed", re.IGNORECASE)
 
 
 class DockerTarget:
@@ -130,6 +134,13 @@ class DockerTarget:
         self._ensure_image(release.image, log)
         self._retire_current(log)
         self._changed = True
+        holder = self._port_holder()
+        if holder:
+            # Our previous container is stopped, so whatever answers there is not ours:
+            # starting now would let its health check pass for a container that never bound.
+            log(f"Port {self.port} is still in use by {holder}; not starting {self.name}")
+            self._put_previous_back(log)
+            raise TargetError(f"port {self.port} is already in use by {holder}")
         try:
             container = self._create(release)
             log(f"Starting {self.name} from {release.image}")
@@ -206,12 +217,66 @@ class DockerTarget:
                 log=log,
                 fail_fast=self._exit_reason,
             )
+            self._prove_it_answered()
         except RolloutFailed:
             self._log_tail(log)
             raise
         # A crash loop under a restart policy would hide the exit code from the fail-fast
         # check, so the policy is only switched on once the app answered.
         self._container().update(restart_policy={"Name": "unless-stopped"})
+
+    def _port_holder(self) -> str | None:
+        """Who accepts connections on the target's port, or None when it is free."""
+        try:
+            with socket.create_connection((self.health_host, self.port), timeout=1):
+                pass
+        except OSError:
+            return None
+        return self._describe_listener() or f"another program at {self.health_host}:{self.port}"
+
+    def _describe_listener(self) -> str | None:
+        """The local process listening on the port, with its container's name when it has one."""
+        if not self._engine_is_local():
+            return None
+        found = listeners(self.port)
+        if not found:
+            return None
+        pid, command = found[0]
+        for container in self.client.containers.list():
+            if pid in self._pids(container):
+                return f"container {container.name} (pid {pid})"
+        return f"pid {pid} ({command})"
+
+    def _prove_it_answered(self) -> None:
+        """A health check proves nothing if another program answered it: the new container
+        must still run, must not have failed to bind, and (on a local engine with host
+        networking) must be the process that listens on the port."""
+        container = self._container()
+        bind_error = next((line for line in _tail(container, LOG_TAIL) if _BIND_ERROR.search(line)), None)
+        if bind_error:
+            raise RolloutFailed(
+                f"container {self.name} could not bind port {self.port} ({bind_error.strip()}); "
+                f"the health check was answered by {self._describe_listener() or 'another program'}"
+            )
+        if container.status != "running":
+            code = container.attrs.get("State", {}).get("ExitCode")
+            raise RolloutFailed(f"container {self.name} exited with code {code} right after the health check")
+        if self.network_mode != "host" or not self._engine_is_local():
+            return
+        found = listeners(self.port)
+        if found and not any(pid in self._pids(container) for pid, _ in found):
+            raise RolloutFailed(
+                f"the health check on port {self.port} was answered by {self._describe_listener()}, "
+                f"not by container {self.name}"
+            )
+
+    def _pids(self, container: Container) -> set[int]:
+        """The container's processes as this host sees them (its init and what it started)."""
+        root = container.attrs.get("State", {}).get("Pid") or 0
+        return process_tree(root) if root > 0 else set()
+
+    def _engine_is_local(self) -> bool:
+        return self._engine_url().startswith("unix://")
 
     def _exit_reason(self) -> str | None:
         container = self._get(self.name)
