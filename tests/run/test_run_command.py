@@ -58,13 +58,15 @@ class MakeRun:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, url: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 pytest.fail(f"make run exited with {self.proc.returncode}:\n{self.output[-4000:]}")
             try:
                 if httpx.get(f"{url}/login/", timeout=2, trust_env=False).status_code == 200:
+                    print(f"\nmake run: login page answered after {time.monotonic() - started:.1f} s")
                     return
             except httpx.HTTPError:
                 pass
@@ -218,6 +220,7 @@ def test_make_run_serves_deploys_stops_on_ctrl_c_and_restarts_with_its_state(
         assert len(started) >= 7, started
 
         seconds = run.ctrl_c()
+        print(f"\nmake run: Ctrl-C during the test stage to exit: {seconds:.1f} s")
         left = wait_gone(state)
         assert not left, f"still running after make run exited: {left}"
         assert seconds < STOP_BOUND, run.output[-3000:]
