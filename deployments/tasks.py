@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_shutting_down
+from celery.signals import worker_init, worker_shutting_down
 from django.db import connection
 
 from . import execution
@@ -43,3 +43,18 @@ def cancel_runs_on_shutdown(sender: str, **kwargs: Any) -> None:
         logger.exception("could not cancel the running deployments of %s", sender)
     finally:
         connection.close()
+
+
+@worker_init.connect
+def settle_runs_of_a_previous_life(sender: Any, **kwargs: Any) -> None:
+    """Runs still recorded as this worker's were cut off when it last stopped (killed,
+    or a second Ctrl-C): no process of this name runs them now, so settle them before
+    consuming anything."""
+    try:
+        settled = runs.deployments_settle_stopped(worker=worker_name(sender.hostname))
+        if settled:
+            logger.warning("settled %d deployment(s) cut off when %s last stopped", settled, sender.hostname)
+    except Exception:  # a worker that cannot reach the database fails later, with a clearer error
+        logger.exception("could not settle the deployments %s left behind", sender.hostname)
+    finally:
+        connection.close()  # not inherited by the pool's forked processes

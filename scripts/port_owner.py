@@ -14,15 +14,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deployments.pipeline.ports import is_listening, listeners  # noqa: E402
+from deployments.pipeline.ports import listeners  # noqa: E402
 
 
 def main() -> int:
-    port = int(sys.argv[1])
-    if not is_listening(port):
-        return 0
-    found = listeners(port)
-    print(f"{found[0][0]} {found[0][1]}" if found else "unknown process")
+    found = listeners(int(sys.argv[1]))
+    if found is not None:
+        print(f"{found[0][0]} {found[0][1]}" if found else "unknown process")
     return 0
 
 

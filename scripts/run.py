@@ -40,9 +40,6 @@ class HardStop(Exception):
     """A second Ctrl-C: stop everything now."""
 
 
-_started = time.monotonic()
-
-
 def say(text: str) -> None:
     print(f"shipmate: {text}", flush=True)
 
@@ -124,8 +121,6 @@ class Supervisor:
         self.start_services()
         self.manage("migrate", "--no-input", "-v0")
         self.manage("seed_demo", "--port-base", str(DEMO_PORT_BASE))
-        # No worker of ours runs now, so a run still marked as ours was cut off last time.
-        self.manage("shipmate", "settle-stopped", "--worker", WORKER)
         celery = str(BIN / "celery")
         self.spawn(
             "worker", celery, "-A", "pipeline_ui", "worker", "--loglevel=INFO", "--concurrency=2", "-n", NODE
@@ -182,7 +177,7 @@ class Supervisor:
                 raise self.died(name, f"exited with code {code}")
 
     def watch(self) -> None:
-        while not self.interrupts:
+        while True:  # until a signal raises
             self.check_alive()
             time.sleep(0.2)
 

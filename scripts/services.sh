@@ -86,7 +86,6 @@ start_redis() {
       --logfile "$state/redis.log" --dir "$state"
   fi
   wait_ours 10 redis "$state/redis.pid" "$redis_port" "$state/redis.log"
-  wait_for 10 redis redis-cli -p "$redis_port" ping
   echo "REDIS_URL=redis://127.0.0.1:$redis_port/0" >> "$envfile"
 }
 

@@ -43,30 +43,21 @@ def _owners(inodes: set[str]) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def listeners(port: int) -> list[tuple[int, str]]:
-    """(pid, command line) of every process holding a listening socket on `port`."""
+def listeners(port: int) -> list[tuple[int, str]] | None:
+    """(pid, command line) of each process listening on `port`; None when nothing listens
+    (an empty list: something listens, but its process cannot be seen from here)."""
     inodes = listening_inodes(port)
-    return _owners(inodes) if inodes else []
+    return _owners(inodes) if inodes else None
 
 
-def is_listening(port: int) -> bool:
-    return bool(listening_inodes(port))
-
-
-def process_tree(root: int) -> set[int]:
-    """`root` and all its descendants, from the parent ids in /proc/*/stat."""
-    children: dict[int, list[int]] = {}
-    for name in filter(str.isdigit, os.listdir("/proc")):
+def ancestors(pid: int) -> set[int]:
+    """`pid` and its parents up to init, from /proc/PID/stat."""
+    chain: set[int] = set()
+    while pid > 0 and pid not in chain:
+        chain.add(pid)
         try:
-            with open(f"/proc/{name}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(name))
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in tree:
-            tree.add(pid)
-            todo.extend(children.get(pid, []))
-    return tree
+            break
+    return chain

@@ -3,11 +3,13 @@ runs it left behind are settled with a sentence instead of staying "running"."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from deployments.models import AuditEvent, Stage, Status
 from deployments.services import runs
-from deployments.tasks import cancel_runs_on_shutdown, worker_name
+from deployments.tasks import cancel_runs_on_shutdown, settle_runs_of_a_previous_life, worker_name
 from tests.services.test_lifecycle import queued
 
 pytestmark = pytest.mark.django_db
@@ -53,3 +55,17 @@ def test_settling_leaves_other_workers_runs_alone(dev, repository, dev_env):
     assert runs.deployments_settle_stopped(worker="host:node") == 0
     d.refresh_from_db()
     assert d.status == Status.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)  # the hook closes its database connection
+def test_a_starting_worker_settles_what_it_left_running_last_time(dev, repository, dev_env):
+    d = claimed(repository, dev_env, dev, worker_name("node-a@host"))
+    Stage.objects.filter(deployment=d, name="build").update(status="running")
+
+    settle_runs_of_a_previous_life(sender=SimpleNamespace(hostname="node-a@host"))
+
+    d.refresh_from_db()
+    assert (d.status, d.error) == (
+        Status.CANCELLED,
+        "Cancelled: Shipmate was stopped during the build stage.",
+    )

@@ -277,6 +277,17 @@ def test_unknown_deployment_is_404(http):
     assert http.get("/deployments/1/events").status_code == 404
 
 
+def write_a_failed_build(deployment, *, final_status: bool = False) -> None:
+    with LogWriter(deployment.pk) as writer:
+        writer.event("status", status="running")
+        writer.event("stage", name="build", status="running")
+        writer.line("building", stage="build")
+        writer.event("stage", name="build", status="failed")
+        if final_status:
+            writer.event("status", status="failed")
+        writer.event("end", status="failed")
+
+
 def test_text_format_sends_plain_lines_and_the_default_sends_escaped_html(http, deployment):
     with LogWriter(deployment.pk) as writer:
         writer.line("<b>bold</b> & co", stage="test")
@@ -292,12 +303,7 @@ def test_text_format_sends_plain_lines_and_the_default_sends_escaped_html(http, 
 
 
 def test_stage_and_status_events_use_their_own_event_names(http, deployment):
-    with LogWriter(deployment.pk) as writer:
-        writer.event("status", status="running")
-        writer.event("stage", name="build", status="running")
-        writer.line("building", stage="build")
-        writer.event("stage", name="build", status="failed")
-        writer.event("end", status="failed")
+    write_a_failed_build(deployment)
 
     with http.stream("GET", events_url(deployment)) as response:
         events = Events(response).rest()
@@ -313,13 +319,7 @@ def test_stage_and_status_events_use_their_own_event_names(http, deployment):
 
 
 def test_text_format_sends_stage_and_status_changes_as_plain_sentences(http, deployment):
-    with LogWriter(deployment.pk) as writer:
-        writer.event("status", status="running")
-        writer.event("stage", name="build", status="running")
-        writer.line("building", stage="build")
-        writer.event("stage", name="build", status="failed")
-        writer.event("status", status="failed")
-        writer.event("end", status="failed")
+    write_a_failed_build(deployment, final_status=True)
 
     with http.stream("GET", events_url(deployment, format="text")) as response:
         events = Events(response).rest()

@@ -18,14 +18,13 @@ from docker.models.containers import Container
 from ..base import LogFn, Release, RolloutFailed, StopFn, TargetError, never_stop
 from ..docker_client import ENGINE_ERRORS, engine_gone
 from ..health import wait_http_ok
-from ..ports import listeners, process_tree
+from ..ports import ancestors, listeners
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _LABEL_UNSAFE_RE = re.compile(r"[^a-z0-9._-]+")
 IMAGE_LABEL = "shipmate.image"
 STOP_TIMEOUT = 10  # seconds before the engine kills a container that ignores SIGTERM
 LOG_TAIL = 20
-_ENGINE_ERRORS = ENGINE_ERRORS
 # How servers report a port they could not take (busybox httpd, nginx, Python, Node, Go).
 _BIND_ERROR = re.compile(r"address (already )?in use|EADDRINUSE|bind\(\) to .* failed", re.IGNORECASE)
 
@@ -115,7 +114,7 @@ class DockerTarget:
             container = self._get(self.name)
         except NotFound:
             raise TargetError(f"Docker network {self.network_mode!r} does not exist") from None
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise TargetError(f"cannot reach the Docker engine at {self._engine_url()}: {exc}") from None
         description = f"Docker {version} at {self._engine_url()}"
         if container is None:
@@ -145,7 +144,7 @@ class DockerTarget:
             container = self._create(release)
             log(f"Starting {self.name} from {release.image}")
             container.start()
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             log(f"Could not start {self.name}: {_api_message(exc)}")
             self._put_previous_back(log)
             raise TargetError(f"could not start container {self.name}: {_api_message(exc)}") from None
@@ -155,7 +154,7 @@ class DockerTarget:
             self._wait_healthy(log, should_stop)
             if self._remove(self.previous_name):
                 log(f"Removed {self.previous_name}")
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise RolloutFailed(
                 f"the Docker engine went away during the rollout of {self.name} ({_api_message(exc)})"
             ) from None
@@ -182,7 +181,7 @@ class DockerTarget:
             else:
                 self._remove(self.name)
                 log(f"Removed {self.name}; nothing ran before, so nothing is running now")
-        except (RolloutFailed, TargetError, *_ENGINE_ERRORS) as exc:
+        except (RolloutFailed, TargetError, *ENGINE_ERRORS) as exc:
             raise RolloutFailed(f"rollback failed, manual action needed: {_api_message(exc)}") from None
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -236,14 +235,12 @@ class DockerTarget:
 
     def _describe_listener(self) -> str | None:
         """The local process listening on the port, with its container's name when it has one."""
-        if not self._engine_is_local():
-            return None
-        found = listeners(self.port)
+        found = listeners(self.port) if self._engine_is_local() else None
         if not found:
             return None
         pid, command = found[0]
         for container in self.client.containers.list():
-            if pid in self._pids(container):
+            if self._owns(container, pid):
                 return f"container {container.name} (pid {pid})"
         return f"pid {pid} ({command})"
 
@@ -264,16 +261,18 @@ class DockerTarget:
         if self.network_mode != "host" or not self._engine_is_local():
             return
         found = listeners(self.port)
-        if found and not any(pid in self._pids(container) for pid, _ in found):
+        if found and not any(self._owns(container, pid) for pid, _ in found):
             raise RolloutFailed(
                 f"the health check on port {self.port} was answered by {self._describe_listener()}, "
                 f"not by container {self.name}"
             )
 
-    def _pids(self, container: Container) -> set[int]:
-        """The container's processes as this host sees them (its init and what it started)."""
+    @staticmethod
+    def _owns(container: Container, pid: int) -> bool:
+        """Whether `pid` runs in `container`: its init (State.Pid, as this host sees it)
+        is the process or one of its parents."""
         root = container.attrs.get("State", {}).get("Pid") or 0
-        return process_tree(root) if root > 0 else set()
+        return root > 0 and root in ancestors(pid)
 
     def _engine_is_local(self) -> bool:
         return self._engine_url().startswith("unix://")
@@ -306,12 +305,12 @@ class DockerTarget:
             return
         except ImageNotFound:
             pass
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise TargetError(f"cannot reach the Docker engine at {self._engine_url()}: {exc}") from None
         log(f"Pulling {image}")
         try:
             self.client.images.pull(image)
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise TargetError(f"could not pull {image}: {_api_message(exc)}") from None
 
     def _retire_current(self, log: LogFn) -> None:
@@ -325,13 +324,13 @@ class DockerTarget:
             log(f"Stopping {self.name} ({_image_of(old)}) and keeping it as {self.previous_name}")
             self._changed = True
             old.stop(timeout=STOP_TIMEOUT)
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise TargetError(
                 f"could not stop the running container {self.name}: {_api_message(exc)}"
             ) from None
         try:
             old.rename(self.previous_name)
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             old.start()  # nothing may change when apply() raises TargetError
             self._changed = False
             raise TargetError(
@@ -369,7 +368,7 @@ class DockerTarget:
             if self._get(self.previous_name) is not None:
                 self._start_previous(log)
             self._changed = False
-        except _ENGINE_ERRORS as exc:
+        except ENGINE_ERRORS as exc:
             raise RolloutFailed(f"rollback failed, manual action needed: {_api_message(exc)}") from None
 
     def _get(self, name: str) -> Container | None:
@@ -407,7 +406,7 @@ def _image_of(container: Container) -> str:
 def _tail(container: Container, lines: int) -> list[str]:
     try:
         raw = container.logs(tail=lines, stdout=True, stderr=True)
-    except _ENGINE_ERRORS:
+    except ENGINE_ERRORS:
         return []
     return raw.decode("utf-8", "replace").splitlines()[-lines:]
 
