@@ -218,6 +218,8 @@ def test_failed_start_puts_the_running_container_back(make_target, images, clien
 
     with pytest.raises(TargetError, match="could not start"):
         broken.apply(Release(image=images["v2"]), log=Log())
+    # The old container was started again; give its httpd a moment to listen.
+    wait_http_ok(f"http://127.0.0.1:{target.port}/", timeout=5, should_stop=never_stop, log=Log())
     assert page(target.port) == "v1"
     assert containers_named(client, target.previous_name) == []
 
