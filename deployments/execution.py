@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import connection
@@ -127,7 +128,8 @@ class DbRecorder:
         )
         if earlier is None:
             return None
-        self.record(tests_passed=earlier.tests_passed)
+        # The same commit has the same shipmate.yaml: its health and smoke paths still apply.
+        self.record(tests_passed=earlier.tests_passed, pipeline_file=earlier.pipeline_file)
         return earlier.image_digest
 
 
@@ -205,12 +207,30 @@ def _as_release(
     )
 
 
+def _smoke_url(env: Any, from_file: dict[str, Any]) -> str:
+    """The environment's smoke URL, with the path the commit's shipmate.yaml gives."""
+    path = from_file.get("smoke_path")
+    if not path:
+        return env.smoke_url
+    if env.smoke_url:
+        parts = urlsplit(env.smoke_url)
+        return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    if env.target_kind == "docker" and env.target_settings.get("port"):
+        host = env.target_settings.get("health_host") or "127.0.0.1"
+        return f"http://{host}:{env.target_settings['port']}{path}"
+    return ""
+
+
 def release_plan(deployment: Deployment) -> ReleasePlan:
     env = deployment.environment
+    settings = dict(env.target_settings or {})
+    from_file = deployment.pipeline_file or {}
+    if from_file.get("health_path") and env.target_kind == "docker":
+        settings["health_path"] = from_file["health_path"]
     target = build_target(
         env.target_kind,
         name=deployment.target_name,
-        settings=env.target_settings,
+        settings=settings,
         kubeconfig=env.kubeconfig,
     )
     good = last_successful(env, repository=deployment.repository)
@@ -218,7 +238,7 @@ def release_plan(deployment: Deployment) -> ReleasePlan:
         target=target,
         release=_release(deployment, deployment.image_digest),
         previous=_previous_release(good) if good else None,
-        smoke_url=env.smoke_url,
+        smoke_url=_smoke_url(env, from_file),
     )
 
 

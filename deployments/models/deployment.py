@@ -81,6 +81,9 @@ class Deployment(models.Model):
     break_glass_reason = models.TextField(blank=True)
     tests_passed = models.BooleanField(null=True)
     commits = models.JSONField(default=list, blank=True, help_text="Commits since what the environment ran.")
+    pipeline_file = models.JSONField(
+        default=dict, blank=True, help_text="The settings the commit's shipmate.yaml set (by its key names)."
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -19,8 +19,11 @@ def validate_git_url(value: str) -> None:
 
 
 def validate_relative_path(value: str) -> None:
-    if value.startswith("/") or ".." in value.split("/"):
-        raise ValidationError("Must be a path inside the repository.")
+    # The same rule as for paths in a repository's shipmate.yaml.
+    from ..pipeline.pipeline_file import relative_path_problem
+
+    if problem := relative_path_problem(value):
+        raise ValidationError(f"This {problem}.")
 
 
 class Repository(models.Model):

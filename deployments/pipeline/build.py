@@ -36,6 +36,7 @@ def build_image(
     network_mode: str,
     log: LogFn,
     should_stop: StopFn,
+    build_args: dict[str, str] | None = None,
 ) -> str:
     """Build `dockerfile` with `context_dir` as context, tag it, and return the image id."""
     context_dir = context_dir.resolve()
@@ -55,6 +56,7 @@ def build_image(
             dockerfile=relative,
             tag=tag,
             labels=labels,
+            buildargs=build_args or None,
             network_mode=network_mode,
             decode=True,
             rm=True,

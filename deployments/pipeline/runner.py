@@ -8,6 +8,7 @@ to the last good release when the rollout or the smoke check fails.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import build, git, health, history, push, testrun
+from . import build, git, health, history, pipeline_file, push, testrun
 from .base import Cancelled, Release, RolloutFailed, StageError, Target
 
 
@@ -42,6 +43,7 @@ class BuildPlan:
     dockerfile_path: str = "Dockerfile"
     build_context: str = "."
     test_command: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)  # only ever from shipmate.yaml
     dockerfile_repo_url: str = ""
     dockerfile_repo_ref: str = ""
     allowed_protocols: tuple[str, ...] = ("https", "ssh", "git", "file")
@@ -93,6 +95,7 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                     log=rec.log,
                     should_stop=rec.should_stop,
                 )
+                plan = _apply_pipeline_file(plan, source, rec)
                 dockerfile = _dockerfile(plan, source, workdir, rec)
                 context = git.safe_subpath(source, plan.build_context)
         if reused is not None:
@@ -111,6 +114,7 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                     dockerfile=dockerfile,
                     tag=tag,
                     labels=build.oci_labels(plan.repo_url, sha, plan.ref),
+                    build_args=plan.build_args,
                     network_mode=plan.build_network_mode,
                     log=rec.log,
                     should_stop=rec.should_stop,
@@ -143,6 +147,27 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
         finally:
             if client is not None:
                 client.close()
+
+
+def _apply_pipeline_file(plan: BuildPlan, source: Path, rec: Recorder) -> BuildPlan:
+    """The commit's shipmate.yaml overrides the repository's build and test settings."""
+    found = pipeline_file.load(source)
+    if found is None:
+        return plan
+    settings = found.settings()
+    rec.record(pipeline_file=settings)
+    if not settings:
+        rec.log(f"{pipeline_file.FILE_NAME} sets nothing; using the repository's settings")
+        return plan
+    for key, value in settings.items():
+        rec.log(f"{pipeline_file.FILE_NAME}: {key} = {value}")
+    return dataclasses.replace(
+        plan,
+        dockerfile_path=found.dockerfile or plan.dockerfile_path,
+        build_context=found.context or plan.build_context,
+        test_command=plan.test_command if found.test_command is None else found.test_command,
+        build_args=found.build_args,
+    )
 
 
 def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> Path:

@@ -84,6 +84,8 @@ def _create(
         commit_sha=reuse_of.commit_sha if reuse_of else "",
         image_digest=reuse_of.image_digest if reuse_of else "",
         tests_passed=reuse_of.tests_passed if reuse_of else None,
+        # The image's commit keeps its shipmate.yaml: its health and smoke paths still apply.
+        pipeline_file=reuse_of.pipeline_file if reuse_of else {},
         break_glass_reason=break_glass_reason.strip() if freeze else "",
     )
     Stage.objects.bulk_create(

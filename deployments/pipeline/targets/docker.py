@@ -18,6 +18,7 @@ from docker.models.containers import Container
 from ..base import LogFn, Release, RolloutFailed, StopFn, TargetError, never_stop
 from ..docker_client import ENGINE_ERRORS, engine_gone
 from ..health import wait_http_ok
+from ..pipeline_file import http_path_problem
 from ..ports import ancestors, listeners
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -79,11 +80,7 @@ class DockerTarget:
         bind_host = _ip(settings, "bind_host", "127.0.0.1")
         health_host = _host(settings, "health_host", "127.0.0.1")
         health_path = settings.get("health_path") or "/healthz"
-        if (
-            not isinstance(health_path, str)
-            or not health_path.startswith("/")
-            or any(c.isspace() for c in health_path)
-        ):
+        if not isinstance(health_path, str) or http_path_problem(health_path):
             raise TargetError(f"health_path must be a path starting with '/', not {health_path!r}")
         health_timeout = _seconds(settings.get("health_timeout"), default=30.0)
         return cls(
