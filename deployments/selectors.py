@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from . import permissions
-from .models import Deployment, Environment, Repository, Stage, Status
+from .models import Approval, Deployment, Environment, Repository, Stage, Status
 from .models.deployment import WAITING
 
 _ACTIVE = {Status.QUEUED, Status.RUNNING, Status.AWAITING_APPROVAL, Status.APPROVED}
@@ -60,7 +60,13 @@ def deployment_history(
     user: Any, *, repository: str = "", environment: str = "", status: str = ""
 ) -> QuerySet[Deployment]:
     envs = [e.pk for e in visible_environments(user)]
-    qs = _base().select_related("rollback_of").filter(environment_id__in=envs)
+    approvals = Approval.objects.filter(decision=Approval.Decision.APPROVED).select_related("approver")
+    qs = (
+        _base()
+        .select_related("rollback_of")
+        .prefetch_related(Prefetch("approvals", queryset=approvals, to_attr="approved_by"))
+        .filter(environment_id__in=envs)
+    )
     if repository:
         qs = qs.filter(repository__name=repository)
     if environment:

@@ -138,6 +138,44 @@ def test_history_filters_by_repository_and_environment(dev, repository, make_env
     assert f"#{a.pk}<" in html and f"#{b.pk}<" not in html and "<html" not in html
 
 
+def test_history_shows_each_rows_duration_and_approvers_in_a_constant_number_of_queries(
+    dev, release, repository, make_environment, django_assert_max_num_queries
+):
+    from datetime import timedelta
+
+    from deployments.models import Approval
+
+    env = make_environment("live", order=30, approval=True)
+    started = timezone.now() - timedelta(minutes=5)
+    shipped = Deployment.objects.create(
+        repository=repository,
+        environment=env,
+        ref="main",
+        requested_by=dev,
+        status=Status.SUCCEEDED,
+        started_at=started,
+        finished_at=started + timedelta(seconds=83),
+    )
+    Approval.objects.create(
+        deployment=shipped, approver=release, decision=Approval.Decision.APPROVED, expires_at=timezone.now()
+    )
+    client = login(dev)
+    html = client.get(reverse("history")).content.decode()
+    row = html[html.index(f"#{shipped.pk}<") :].split("</tr>")[0]
+    assert '<td class="approvers">release</td>' in row
+    assert '<td class="duration">1 min 23 s</td>' in row
+
+    with django_assert_max_num_queries(100) as few:  # measured here; the bound is the next check
+        client.get(reverse("history"))
+    for _ in range(20):
+        more = Deployment.objects.create(repository=repository, environment=env, ref="x", requested_by=dev)
+        Approval.objects.create(
+            deployment=more, approver=release, decision=Approval.Decision.APPROVED, expires_at=timezone.now()
+        )
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(reverse("history"))
+
+
 def test_login_failure_is_audited_without_the_password(client, dev):
     client.post(reverse("login"), {"username": "dev", "password": "wrong-secret"})
     event = AuditEvent.objects.get(action="auth.login_failed")
