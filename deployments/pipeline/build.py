@@ -26,6 +26,16 @@ def oci_labels(source_url: str, revision: str, ref: str) -> dict[str, str]:
     }
 
 
+def dockerfile_labels(dockerfile_repo_url: str, revision: str) -> dict[str, str]:
+    """Where the Dockerfile came from, when it lives in its own repository."""
+    if not dockerfile_repo_url:
+        return {}
+    return {
+        "dev.shipmate.dockerfile.source": redact_url(dockerfile_repo_url),
+        "dev.shipmate.dockerfile.revision": revision,
+    }
+
+
 def build_image(
     client: docker.DockerClient,
     *,

@@ -96,7 +96,7 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                     should_stop=rec.should_stop,
                 )
                 plan = _apply_pipeline_file(plan, source, rec)
-                dockerfile = _dockerfile(plan, source, workdir, rec)
+                dockerfile, images_sha = _dockerfile(plan, source, workdir, rec)
                 context = git.safe_subpath(source, plan.build_context)
         if reused is not None:
             rec.record(image_digest=reused)
@@ -113,7 +113,8 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                     context_dir=context,
                     dockerfile=dockerfile,
                     tag=tag,
-                    labels=build.oci_labels(plan.repo_url, sha, plan.ref),
+                    labels=build.oci_labels(plan.repo_url, sha, plan.ref)
+                    | build.dockerfile_labels(plan.dockerfile_repo_url, images_sha),
                     build_args=plan.build_args,
                     network_mode=plan.build_network_mode,
                     log=rec.log,
@@ -170,9 +171,11 @@ def _apply_pipeline_file(plan: BuildPlan, source: Path, rec: Recorder) -> BuildP
     )
 
 
-def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> Path:
+def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> tuple[Path, str]:
+    """The Dockerfile to build with, and the commit of the image-definition repository
+    it came from ("" when it lives in the application's own repository)."""
     if not plan.dockerfile_repo_url:
-        return git.safe_subpath(source, plan.dockerfile_path)
+        return git.safe_subpath(source, plan.dockerfile_path), ""
     # Image definitions kept in their own repository (the seed article's layout).
     ref = plan.dockerfile_repo_ref or "HEAD"
     sha = git.resolve_ref(
@@ -186,8 +189,9 @@ def _dockerfile(plan: BuildPlan, source: Path, workdir: Path, rec: Recorder) -> 
         log=rec.log,
         should_stop=rec.should_stop,
     )
-    rec.log(f"Dockerfile from {plan.dockerfile_repo_url} at {sha[:10]}")
-    return git.safe_subpath(images, plan.dockerfile_path)
+    rec.log(f"Dockerfile from {git.redact_url(plan.dockerfile_repo_url)} at {sha[:10]}")
+    rec.record(dockerfile_commit_sha=sha)
+    return git.safe_subpath(images, plan.dockerfile_path), sha
 
 
 def _record_commits(plan: BuildPlan, sha: str, rec: Recorder) -> None:

@@ -63,3 +63,11 @@ def seconds(value: timedelta | None) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def redact_url(value: str) -> str:
+    """A git URL with any credentials in it replaced, as the logs show it."""
+    from deployments.pipeline.git import redact_url as redact
+
+    return redact(value or "")
