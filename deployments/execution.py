@@ -355,9 +355,7 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
         _stop_if_cancelled(deployment, rec)
         run_release(plan, rec)
     finally:
-        close = getattr(plan.target, "close", None)
-        if close is not None:
-            close()
+        plan.target.close()
     return Status.SUCCEEDED
 
 

@@ -59,3 +59,9 @@ class Target(Protocol):
 
     def undo(self, previous: Release | None, *, log: LogFn) -> None:
         """Restore what ran before `apply` (the last good release); raise RolloutFailed if that fails too."""
+
+    def current(self) -> str | None:
+        """The image reference the target runs now, or None when nothing runs."""
+
+    def close(self) -> None:
+        """Release the connection to the engine or cluster."""

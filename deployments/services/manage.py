@@ -20,7 +20,7 @@ from django.db import transaction
 
 from .. import permissions
 from ..models import Environment, FreezeWindow, Repository, Variable
-from ..pipeline.base import StageError, TargetError
+from ..pipeline.base import StageError, Target, TargetError
 from .audit import audit
 from .deployments import DeployRefused
 
@@ -346,7 +346,7 @@ def _probe_name(environment: Environment) -> str:
     return f"shipmate-{repository.name}-{environment.name}" if repository else f"shipmate-{environment.name}"
 
 
-def _build_probe(environment: Environment) -> Any:
+def _build_probe(environment: Environment) -> Target:
     from ..pipeline.docker_client import connect
     from ..pipeline.targets import build_target
 
@@ -358,12 +358,6 @@ def _build_probe(environment: Environment) -> Any:
     return build_target(
         environment.target_kind, name=_probe_name(environment), settings=environment.target_settings, **extra
     )
-
-
-def _close(target: Any) -> None:
-    closer = getattr(target, "close", None) or getattr(getattr(target, "client", None), "close", None)
-    if closer:
-        closer()
 
 
 def environment_test_connection(
@@ -382,6 +376,6 @@ def environment_test_connection(
         ok, message = False, f"{type(exc).__name__}: {exc}"
     finally:
         if target is not None:
-            _close(target)
+            target.close()
     audit(user, "environment.test_connection", environment, source_ip=source_ip, ok=ok)
     return ok, message

@@ -249,12 +249,16 @@ def _what_target_runs(deployment: Deployment) -> str:
 
     env = deployment.environment
     try:
-        current = build_target(
+        target = build_target(
             env.target_kind,
             name=deployment.target_name,
             settings=env.target_settings,
             kubeconfig=env.kubeconfig,
-        ).current()
+        )
+        try:
+            current = target.current()
+        finally:
+            target.close()
     except Exception as exc:  # the target may be the reason the worker died
         return f"the target could not be asked what it runs ({exc.__class__.__name__}); check it"
     if current == deployment.image_digest:
