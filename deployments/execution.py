@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from . import crypto
 from .logs import LogWriter, Masker
-from .models import Deployment, Stage, StageStatus, Status
+from .models import Deployment, Placement, Stage, StageStatus, Status
 from .pipeline import docker_client
 from .pipeline.base import Cancelled, Release, StageError
 from .pipeline.runner import BuildPlan, ReleasePlan, RolledBack, run_build, run_release
-from .pipeline.targets import build_target
+from .plans import placement_of, target_for
 from .services import runs
 from .services.approvals import approvals_needed
 from .services.deployments import last_successful
@@ -207,38 +207,30 @@ def _as_release(
     )
 
 
-def _smoke_url(env: Any, from_file: dict[str, Any]) -> str:
-    """The environment's smoke URL, with the path the commit's shipmate.yaml gives."""
+def _smoke_url(placement: Placement, settings: dict[str, Any], from_file: dict[str, Any]) -> str:
+    """The placement's smoke URL, with the path the commit's shipmate.yaml gives."""
     path = from_file.get("smoke_path")
     if not path:
-        return env.smoke_url
-    if env.smoke_url:
-        parts = urlsplit(env.smoke_url)
+        return placement.effective_smoke_url
+    if placement.effective_smoke_url:
+        parts = urlsplit(placement.effective_smoke_url)
         return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    if env.target_kind == "docker" and env.target_settings.get("port"):
-        host = env.target_settings.get("health_host") or "127.0.0.1"
-        return f"http://{host}:{env.target_settings['port']}{path}"
+    if placement.environment.target_kind == "docker" and settings.get("port"):
+        host = settings.get("health_host") or "127.0.0.1"
+        return f"http://{host}:{settings['port']}{path}"
     return ""
 
 
 def release_plan(deployment: Deployment) -> ReleasePlan:
     env = deployment.environment
-    settings = dict(env.target_settings or {})
+    placement = placement_of(deployment)
     from_file = deployment.pipeline_file or {}
-    if from_file.get("health_path") and env.target_kind == "docker":
-        settings["health_path"] = from_file["health_path"]
-    target = build_target(
-        env.target_kind,
-        name=deployment.target_name,
-        settings=settings,
-        kubeconfig=env.kubeconfig,
-    )
     good = last_successful(env, repository=deployment.repository)
     return ReleasePlan(
-        target=target,
+        target=target_for(placement, health_path=from_file.get("health_path")),
         release=_release(deployment, deployment.image_digest),
         previous=_previous_release(good) if good else None,
-        smoke_url=_smoke_url(env, from_file),
+        smoke_url=_smoke_url(placement, placement.effective_settings, from_file),
     )
 
 

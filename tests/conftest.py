@@ -14,7 +14,7 @@ from django.contrib.auth.models import Group, User
 
 from deployments import permissions
 from deployments.demo_app import create_demo_repo
-from deployments.models import Environment, Repository
+from deployments.models import Environment, Placement, Repository
 from tests.live import free_port
 
 for required in ("REDIS_URL", "DOCKER_HOST", "SHIPMATE_REGISTRY"):
@@ -70,14 +70,25 @@ def outsider(db: Any) -> User:
     return _user("outsider", None)
 
 
+def place(repository: Repository, *environments: Environment, **fields: Any) -> list[Placement]:
+    """Place `repository` in `environments` (all of them when none are named)."""
+    targets = environments or tuple(Environment.objects.all())
+    return [
+        Placement.objects.get_or_create(repository=repository, environment=env, defaults=fields)[0]
+        for env in targets
+    ]
+
+
 @pytest.fixture
 def repository(db: Any, demo_repo_path: Path) -> Repository:
-    return Repository.objects.create(
+    repo = Repository.objects.create(
         name="demo",
         git_url=str(demo_repo_path),
         test_command="sh /app/test.sh",
         image_name="shipmate-test/demo",
     )
+    place(repo)  # in the environments made before it; make_environment places it in later ones
+    return repo
 
 
 @pytest.fixture
@@ -98,6 +109,8 @@ def make_environment(groups: dict[str, Group]) -> Iterator[Callable[..., Environ
         )
         env.deploy_groups.set(groups.values())
         env.approve_groups.set([groups[permissions.RELEASE_MANAGERS], groups[permissions.ADMINS]])
+        for repository in Repository.objects.all():
+            place(repository, env)
         names.append(name)
         return env
 

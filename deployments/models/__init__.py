@@ -1,6 +1,7 @@
 from .audit import AuditEvent
 from .deployment import Approval, Deployment, LogLine, Stage, StageStatus, Status, Trigger
 from .environment import Environment, FreezeWindow, TargetKind, Variable
+from .placement import Placement
 from .repository import Repository
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "Environment",
     "FreezeWindow",
     "LogLine",
+    "Placement",
     "Repository",
     "Stage",
     "StageStatus",

@@ -81,7 +81,7 @@ def deployment_approve(
         deployment.status = Status.APPROVED
         deployment.save(update_fields=["status"])
         publish_status(deployment.pk, Status.APPROVED)
-        dispatch_next(deployment.environment_id)
+        dispatch_next(deployment.environment_id, deployment.repository_id)
     return approval
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from .. import permissions
 from ..logs import discard_stream, publish_status
-from ..models import Deployment, Environment, Repository, Stage, Status, Trigger
+from ..models import Deployment, Environment, Placement, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
 from ..pipeline import git, history
 from ..pipeline.base import StageError
@@ -73,6 +73,8 @@ def _create(
     reuse_of: Deployment | None = None,
 ) -> Deployment:
     """A new deployment; `reuse_of` ships that deployment's image instead of building."""
+    if not Placement.objects.filter(repository=repository, environment=environment, enabled=True).exists():
+        raise DeployRefused(f"{repository} is not placed in {environment}: an admin adds it there first.")
     freeze = environment.active_freeze()
     deployment = Deployment.objects.create(
         repository=repository,
@@ -106,7 +108,7 @@ def _create(
         reason=deployment.break_glass_reason,
         freeze=freeze.reason if freeze else "",
     )
-    dispatch_next(environment.pk)
+    dispatch_next(environment.pk, repository.pk)
     return deployment
 
 
@@ -169,7 +171,7 @@ def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | Non
         # Pending stages, and the approval stage of a run that was waiting for people.
         deployment.stages.filter(status__in=["pending", "running"]).update(status="cancelled")
         publish_status(deployment.pk, Status.CANCELLED, end=True)
-        dispatch_next(deployment.environment_id)
+        dispatch_next(deployment.environment_id, deployment.repository_id)
     audit(user, "deployment.cancel", deployment, source_ip=source_ip)
     return deployment
 

@@ -1,4 +1,4 @@
-"""One active run per environment; the rest wait in FIFO order."""
+"""One active run per placement (application × environment); the rest wait in FIFO order."""
 
 from __future__ import annotations
 
@@ -8,28 +8,32 @@ from ..models import Deployment, Status
 from ..models.deployment import WAITING
 
 
-def next_waiting(environment_id: int) -> Deployment | None:
+def next_waiting(environment_id: int, repository_id: int) -> Deployment | None:
     return (
-        Deployment.objects.filter(environment_id=environment_id, status__in=WAITING)
+        Deployment.objects.filter(
+            environment_id=environment_id, repository_id=repository_id, status__in=WAITING
+        )
         .order_by("created_at", "id")
         .first()
     )
 
 
-def environment_busy(environment_id: int) -> bool:
-    return Deployment.objects.filter(environment_id=environment_id, status=Status.RUNNING).exists()
+def placement_busy(environment_id: int, repository_id: int) -> bool:
+    return Deployment.objects.filter(
+        environment_id=environment_id, repository_id=repository_id, status=Status.RUNNING
+    ).exists()
 
 
-def dispatch_next(environment_id: int) -> None:
-    """Publish a task for the first waiting deployment once the transaction commits.
+def dispatch_next(environment_id: int, repository_id: int) -> None:
+    """Publish a task for the placement's first waiting deployment once the transaction commits.
 
     Duplicate messages are harmless: the worker's claim is a conditional update.
     """
 
     def send() -> None:
-        if environment_busy(environment_id):
+        if placement_busy(environment_id, repository_id):
             return
-        head = next_waiting(environment_id)
+        head = next_waiting(environment_id, repository_id)
         if head is not None:
             from ..tasks import run_deployment
 

@@ -17,11 +17,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..logs import publish_status
-from ..models import Deployment, Environment, Stage, StageStatus, Status
+from ..models import Deployment, Environment, Placement, Stage, StageStatus, Status
 from ..models.deployment import WAITING
+from ..plans import placement_of, target_for
 from .approvals import approvals_needed, valid_approvals
 from .audit import audit
-from .queue import dispatch_next, environment_busy, next_waiting
+from .queue import dispatch_next, next_waiting, placement_busy
 
 logger = logging.getLogger(__name__)
 BUILD, RELEASE = "build", "release"
@@ -48,14 +49,26 @@ def deployment_claim(*, deployment_id: int, worker: str) -> tuple[Deployment, st
     nothing else runs there. Returns None when the claim is not ours to make
     (duplicate message, already running, not first in line, finished, or the
     environment is locked or frozen: the queue holds until that ends)."""
-    row = Deployment.objects.filter(pk=deployment_id).values("environment_id", "status").first()
+    row = (
+        Deployment.objects.filter(pk=deployment_id)
+        .values("environment_id", "repository_id", "status")
+        .first()
+    )
     if row is None or row["status"] not in WAITING:
         return None
-    # Locking the environment row serialises claims per environment across workers.
-    environment = Environment.objects.select_for_update().filter(pk=row["environment_id"]).first()
-    if environment is None or environment_busy(environment.pk):
+    # Locking the placement row serialises claims per placement across workers; two
+    # applications in one environment run side by side.
+    placement = (
+        Placement.objects.select_for_update()
+        .filter(environment_id=row["environment_id"], repository_id=row["repository_id"])
+        .first()
+    )
+    if placement is None:
+        return None  # the request service refuses these; a placement deleted meanwhile holds the run
+    environment = Environment.objects.get(pk=row["environment_id"])
+    if placement_busy(environment.pk, row["repository_id"]):
         return None
-    head = next_waiting(environment.pk)
+    head = next_waiting(environment.pk, row["repository_id"])
     if head is None or head.pk != deployment_id:
         return None
     if head.cancel_requested:
@@ -109,7 +122,7 @@ def _settle(deployment: Deployment, outcome: str, error: str, **expect: Any) -> 
     )
     audit("system", f"deployment.{outcome}", deployment, error=error[:500])
     publish_status(deployment.pk, outcome, end=True)
-    dispatch_next(deployment.environment_id)
+    dispatch_next(deployment.environment_id, deployment.repository_id)
     return True
 
 
@@ -136,7 +149,7 @@ def deployment_await_approval(*, deployment: Deployment, token: str, reason: str
     action = "deployment.approval_voided" if reason else "deployment.awaiting_approval"
     audit("system", action, deployment, reason=reason)
     publish_status(deployment.pk, Status.AWAITING_APPROVAL)
-    dispatch_next(deployment.environment_id)
+    dispatch_next(deployment.environment_id, deployment.repository_id)
     return True
 
 
@@ -205,15 +218,15 @@ def reap() -> dict[str, int]:
     for deployment in expired.select_related("environment", "repository"):
         with transaction.atomic():
             counts[_reap_one(deployment, now)] += 1
-    waiting_envs = (
-        Deployment.objects.filter(status__in=WAITING)
-        .exclude(environment__deployments__status=Status.RUNNING)
-        .values_list("environment_id", flat=True)
-        .distinct()
+    running = set(
+        Deployment.objects.filter(status=Status.RUNNING).values_list("environment_id", "repository_id")
     )
-    for env_id in set(waiting_envs):
+    waiting = set(
+        Deployment.objects.filter(status__in=WAITING).values_list("environment_id", "repository_id")
+    )
+    for env_id, repository_id in waiting - running:
         with transaction.atomic():
-            dispatch_next(env_id)
+            dispatch_next(env_id, repository_id)
             counts["dispatched"] += 1
     return counts
 
@@ -239,22 +252,14 @@ def _reap_one(deployment: Deployment, now: datetime) -> str:
     deployment.stages.filter(status=StageStatus.RUNNING).update(status=StageStatus.PENDING)
     audit("system", "deployment.requeue", deployment, lost=lost)
     publish_status(deployment.pk, back)
-    dispatch_next(deployment.environment_id)
+    dispatch_next(deployment.environment_id, deployment.repository_id)
     return "requeued"
 
 
 def _what_target_runs(deployment: Deployment) -> str:
     """Reconcile with the target: say what it runs now, so a person can decide."""
-    from ..pipeline.targets import build_target
-
-    env = deployment.environment
     try:
-        target = build_target(
-            env.target_kind,
-            name=deployment.target_name,
-            settings=env.target_settings,
-            kubeconfig=env.kubeconfig,
-        )
+        target = target_for(placement_of(deployment))
         try:
             current = target.current()
         finally:

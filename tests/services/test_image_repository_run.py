@@ -14,6 +14,7 @@ from django.test import Client
 from deployments import services
 from deployments.demo_app import _git, add_commit, create_demo_repo
 from deployments.models import Repository, Status
+from tests.conftest import place
 from tests.services.test_deployment_run import FINAL, head, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,6 +55,7 @@ def test_code_and_dockerfile_from_two_repositories_are_built_together_and_both_n
         test_command="sh /app/test.sh",
         image_name="shipmate-test/split-app",
     )
+    place(app, dev_env)
 
     d = wait_for(
         services.deployment_request(user=dev, repository=app, environment=dev_env, ref="main"), FINAL

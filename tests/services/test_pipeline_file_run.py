@@ -12,6 +12,7 @@ from django.test import Client
 from deployments import services
 from deployments.demo_app import _git, add_commit, create_demo_repo
 from deployments.models import LogLine, Repository, Status
+from tests.conftest import place
 from tests.services.test_deployment_run import FINAL, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,6 +64,7 @@ def test_the_commits_file_changes_the_build_the_tests_and_the_checks(
     celery_worker, dev, app, app_repo, make_environment
 ):
     dev_env, stage_env = make_environment("dev"), make_environment("stage", order=20)
+    place(app, dev_env, stage_env)
     # No /healthz at this commit: only the file's health path can pass.
     _git(app_repo, "rm", "-q", "www/healthz")
     add_commit(

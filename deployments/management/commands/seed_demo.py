@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from deployments import permissions
-from deployments.demo_app import create_demo_repo
-from deployments.models import Environment, Repository
+from deployments.demo_app import INDEX_HTML, TEST_SH, add_commit, create_demo_repo
+from deployments.models import Environment, Placement, Repository
 
 USERS = {
     "admin": permissions.ADMINS,
@@ -28,45 +28,58 @@ ENVIRONMENTS = [
 ]
 
 
+HELLO_HTML = INDEX_HTML.replace("Shipmate demo", "the hello app").format(version=1)
+
+
 class Command(BaseCommand):
-    help = "Create demo users, a demo git repository and the dev, stage and live environments."
+    help = "Create demo users, two demo applications (demo, hello) and the dev, stage and live environments."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--port-base", type=int, default=8080, help="dev gets BASE+1, stage +2, live +3")
+        parser.add_argument(
+            "--port-base", type=int, default=8080, help="demo: dev BASE+1, stage +2, live +3; hello: +11, +12"
+        )
 
     def handle(self, *args: Any, port_base: int, **options: Any) -> None:
         passwords = self._passwords()
         repo_path = Path(settings.STATE_DIR) / "demo-repo"
         if not (repo_path / ".git").exists():
             create_demo_repo(repo_path)
+        hello_path = Path(settings.STATE_DIR) / "hello-repo"
+        if not (hello_path / ".git").exists():
+            create_demo_repo(hello_path)
+            add_commit(
+                hello_path,
+                "Make it the hello app",
+                {"www/index.html": HELLO_HTML, "test.sh": TEST_SH.replace("Shipmate demo", "the hello app")},
+            )
         with transaction.atomic():
             self._users(passwords)
             groups = {name: Group.objects.get(name=name) for name in USERS.values()}
-            Repository.objects.get_or_create(
-                name="demo",
-                defaults={
-                    "git_url": str(repo_path),
-                    "default_branch": "main",
-                    "test_command": "sh /app/test.sh",
-                    "image_name": "shipmate/demo",
-                },
-            )
+            apps = {}
+            for name, path in (("demo", repo_path), ("hello", hello_path)):
+                apps[name], _ = Repository.objects.get_or_create(
+                    name=name,
+                    defaults={
+                        "git_url": str(path),
+                        "default_branch": "main",
+                        "test_command": "sh /app/test.sh",
+                        "image_name": f"shipmate/{name}",
+                    },
+                )
             for name, order, approval in ENVIRONMENTS:
-                port = port_base + order // 10
                 env, created = Environment.objects.get_or_create(
                     name=name,
                     defaults={
                         "order": order,
                         "target_kind": "docker",
+                        # Shared by the applications placed here; each placement has its port.
                         "target_settings": {
                             "docker_host": "",  # empty: the engine Shipmate itself uses (DOCKER_HOST)
-                            "port": port,
                             "network_mode": "host",
                             "bind_host": "127.0.0.1",
                             "health_path": "/healthz",
                             "health_timeout": 30,
                         },
-                        "smoke_url": f"http://127.0.0.1:{port}/",
                         "requires_approval": approval,
                         "approvals_required": 1,
                     },
@@ -75,6 +88,17 @@ class Command(BaseCommand):
                     env.deploy_groups.set(groups.values())
                     env.approve_groups.set([groups[permissions.RELEASE_MANAGERS], groups[permissions.ADMINS]])
                     env.variables.create(name="GREETING", plain_value=f"Hello from {name}")
+                # demo everywhere on BASE+1..3; hello in dev and stage on BASE+11..12.
+                for app, offset in (("demo", 0), ("hello", 10)):
+                    if app == "hello" and name == "live":
+                        continue
+                    port = port_base + offset + order // 10
+                    url = f"http://127.0.0.1:{port}/"
+                    Placement.objects.get_or_create(
+                        repository=apps[app],
+                        environment=env,
+                        defaults={"target_settings": {"port": port}, "smoke_url": url, "public_url": url},
+                    )
         self.stdout.write(f"Demo repository: {repo_path}")
         for name in USERS:
             self.stdout.write(f"  login {name:8} password {passwords[name]}")

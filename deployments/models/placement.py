@@ -1,0 +1,89 @@
+"""One application (a Repository) in one environment: its own target there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from .environment import Environment, TargetKind
+from .repository import Repository
+
+# Keys that say where an application runs; two placements may not share them.
+DOCKER_IDENTITY = ("docker_host", "port")
+KUBERNETES_IDENTITY = ("namespace", "deployment", "container")
+
+
+class Placement(models.Model):
+    """The application's target in the environment.
+
+    `target_settings` holds the application's own keys (docker: port, container_port,
+    network_mode, health_path, …; kubernetes: namespace, deployment, container) and
+    overrides the environment's, which hold the connection and shared defaults
+    (docker_host; kubeconfig, context, namespace). Queues, exclusivity and "what runs
+    now" are per placement; the environment's policy, locks and freezes cover them all.
+    """
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="placements")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="placements")
+    target_settings = models.JSONField(default=dict, blank=True)
+    smoke_url = models.CharField(max_length=500, blank=True, help_text="Empty: the environment's.")
+    public_url = models.CharField(max_length=500, blank=True, help_text='The "Open app" link.')
+    enabled = models.BooleanField(default=True, help_text="Off: nothing deploys here.")
+
+    class Meta:
+        ordering = ["environment__order", "repository__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "environment"], name="one_placement_per_pair")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository} in {self.environment}"
+
+    @property
+    def effective_settings(self) -> dict[str, Any]:
+        return {**(self.environment.target_settings or {}), **(self.target_settings or {})}
+
+    @property
+    def effective_smoke_url(self) -> str:
+        return self.smoke_url or self.environment.smoke_url
+
+    @property
+    def target_name(self) -> str:
+        return f"shipmate-{self.repository.name}-{self.environment.name}"
+
+    def identity(self) -> tuple[Any, ...] | None:
+        """What no other placement may share: engine and port, or the Kubernetes object."""
+        settings = self.effective_settings
+        if self.environment.target_kind == TargetKind.KUBERNETES:
+            if not settings.get("deployment"):
+                return None
+            return ("kubernetes", *(str(settings.get(key) or "") for key in KUBERNETES_IDENTITY))
+        if not settings.get("port"):
+            return None
+        return ("docker", str(settings.get("docker_host") or ""), str(settings["port"]))
+
+    def clashing_placement(self) -> Placement | None:
+        """Another enabled placement with the same identity, if any."""
+        mine = self.identity()
+        if mine is None or not self.enabled:
+            return None
+        others = (
+            Placement.objects.filter(enabled=True, environment__target_kind=self.environment.target_kind)
+            .exclude(pk=self.pk)
+            .select_related("repository", "environment")
+        )
+        return next((other for other in others if other.identity() == mine), None)
+
+    def clean(self) -> None:
+        if not self.environment_id or not self.repository_id:
+            return
+        other = self.clashing_placement()
+        if other is not None:
+            what = "port" if self.environment.target_kind == TargetKind.DOCKER else "Deployment/container"
+            raise ValidationError(
+                {
+                    "target_settings": f"{other} already uses this {what} ({', '.join(map(str, self.identity() or ()))})."
+                }
+            )
