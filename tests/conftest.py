@@ -74,7 +74,7 @@ def place(repository: Repository, *environments: Environment, **fields: Any) -> 
     """Place `repository` in `environments` (all of them when none are named)."""
     targets = environments or tuple(Environment.objects.all())
     return [
-        Placement.objects.get_or_create(repository=repository, environment=env, defaults=fields)[0]
+        Placement.objects.update_or_create(repository=repository, environment=env, defaults=fields)[0]
         for env in targets
     ]
 
