@@ -18,8 +18,11 @@ class DeployForm(forms.Form):
         help_text="Only during a freeze window: why this cannot wait. A second person must approve.",
     )
 
-    def __init__(self, *args: Any, environments: list[Environment], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, repositories: list[Repository], environments: list[Environment], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["repository"].queryset = Repository.objects.filter(pk__in=[r.pk for r in repositories])
         self.fields["environment"].queryset = Environment.objects.filter(pk__in=[e.pk for e in environments])
 
 
@@ -38,3 +41,10 @@ class LockForm(forms.Form):
 
 class BreakGlassForm(forms.Form):
     break_glass_reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ReshipForm(BreakGlassForm):
+    """Roll back or promote one application; the digest the person confirmed must still be what ships."""
+
+    repository = forms.CharField(required=False, max_length=40)
+    expected_digest = forms.CharField(required=False, max_length=400)

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from deployments import streams
-from deployments.views import audit, dashboard, deploy, deployment, environments
+from deployments.views import audit, dashboard, deploy, deployment, environments, placements
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -37,6 +37,7 @@ urlpatterns = [
     path("environments/<slug:name>/unlock", environments.environment_unlock, name="environment_unlock"),
     path("environments/<slug:name>/rollback", environments.environment_rollback, name="environment_rollback"),
     path("environments/<slug:name>/promote", environments.environment_promote, name="environment_promote"),
+    path("apps/<slug:repository>/<slug:environment>/", placements.placement_detail, name="placement_detail"),
     path("manage/", include("deployments.urls_manage")),
     path("admin/", admin.site.urls),
 ]

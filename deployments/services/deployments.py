@@ -189,15 +189,13 @@ def last_successful(environment: Environment, *, repository: Repository | None =
     return qs.order_by("-finished_at", "-id").first()
 
 
-@transaction.atomic
-def deployment_rollback(
-    *, user: Any, environment: Environment, source_ip: str | None = None, break_glass_reason: str = ""
-) -> Deployment:
-    """Redeploy the previous successful digest without building again."""
-    _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
-    current = last_successful(environment)
+def rollback_candidate(
+    environment: Environment, repository: Repository | None = None
+) -> tuple[Deployment | None, Deployment | None]:
+    """(what runs now, the earlier successful release a rollback would ship)."""
+    current = last_successful(environment, repository=repository)
     if current is None:
-        raise DeployRefused(f"{environment} has no successful deployment to roll back from.")
+        return None, None
     previous = (
         Deployment.objects.filter(
             environment=environment,
@@ -210,8 +208,36 @@ def deployment_rollback(
         .order_by("-finished_at", "-id")
         .first()
     )
+    return current, previous
+
+
+def _check_expected(shipping: Deployment, expected_digest: str) -> None:
+    """The confirmation named a digest: refuse if something else would ship now."""
+    if expected_digest and expected_digest != shipping.image_digest:
+        raise DeployRefused(
+            f"What would ship changed since you confirmed (now {shipping.short_sha}, {shipping.short_digest}); "
+            "look again."
+        )
+
+
+@transaction.atomic
+def deployment_rollback(
+    *,
+    user: Any,
+    environment: Environment,
+    source_ip: str | None = None,
+    break_glass_reason: str = "",
+    repository: Repository | None = None,
+    expected_digest: str = "",
+) -> Deployment:
+    """Redeploy the previous successful digest (of `repository`, when given) without building again."""
+    _check_can_deploy(user=user, environment=environment, break_glass_reason=break_glass_reason)
+    current, previous = rollback_candidate(environment, repository)
+    if current is None:
+        raise DeployRefused(f"{environment} has no successful deployment to roll back from.")
     if previous is None:
         raise DeployRefused(f"{environment} has no earlier successful release to roll back to.")
+    _check_expected(previous, expected_digest)
     return _reship(
         previous,
         user=user,
@@ -231,14 +257,17 @@ def deployment_promote(
     target: Environment,
     source_ip: str | None = None,
     break_glass_reason: str = "",
+    repository: Repository | None = None,
+    expected_digest: str = "",
 ) -> Deployment:
-    """Ship exactly the digest that `source` runs to `target` (build once, deploy many)."""
+    """Ship exactly the digest that `source` runs (of `repository`, when given) to `target`."""
     if source.order >= target.order:
         raise DeployRefused(f"Promotion goes forward only: {source} does not come before {target}.")
     _check_can_deploy(user=user, environment=target, break_glass_reason=break_glass_reason)
-    running = last_successful(source)
+    running = last_successful(source, repository=repository)
     if running is None:
         raise DeployRefused(f"{source} runs nothing that Shipmate deployed.")
+    _check_expected(running, expected_digest)
     return _reship(
         running,
         user=user,

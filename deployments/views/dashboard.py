@@ -8,15 +8,15 @@ from .common import partial
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    rows = selectors.environment_overview(request.user)
-    return render(request, partial(request, "deployments/dashboard.html", "environments"), {"rows": rows})
+    columns, rows = selectors.placement_matrix(request.user)
+    context = {"columns": columns, "rows": rows}
+    return render(request, partial(request, "deployments/dashboard.html", "environments"), context)
 
 
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
     filters = {key: request.GET.get(key, "") for key in ("repository", "environment", "status")}
     deployments = selectors.deployment_history(request.user, **filters)[:200]
-    _, envs = selectors.deployable_choices(request.user)
     context = {
         "deployments": deployments,
         "filters": filters,

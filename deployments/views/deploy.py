@@ -10,9 +10,11 @@ from .common import client_ip
 
 @login_required
 def deploy(request: HttpRequest) -> HttpResponse:
-    repositories, environments = selectors.deployable_choices(request.user)
+    repositories, environments, placed = selectors.deployable_choices(request.user)
     initial = {"environment": request.GET.get("environment"), "repository": request.GET.get("repository")}
-    form = DeployForm(request.POST or None, environments=environments, initial=initial)
+    form = DeployForm(
+        request.POST or None, repositories=repositories, environments=environments, initial=initial
+    )
     confirm = ""
     if request.method == "POST" and form.is_valid():
         try:
@@ -36,5 +38,5 @@ def deploy(request: HttpRequest) -> HttpResponse:
         form.add_error(None, "You may not deploy to any environment.")
     status = 400 if form.errors else 409 if confirm else 200
     defaults = {r.pk: r.default_branch for r in repositories}
-    context = {"form": form, "defaults": defaults, "confirm": confirm}
+    context = {"form": form, "defaults": defaults, "placed": placed, "confirm": confirm}
     return render(request, "deployments/deploy.html", context, status=status)

@@ -5,8 +5,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from .. import permissions, selectors, services
-from ..forms import BreakGlassForm, LockForm
-from ..models import Environment
+from ..forms import LockForm, ReshipForm
+from ..models import Environment, Repository
 from .common import client_ip, get_environment, partial
 
 
@@ -60,24 +60,33 @@ def environment_unlock(request: HttpRequest, name: str) -> HttpResponse:
     return _act(request, name, services.environment_unlock, "Unlocked.")
 
 
+def _reship_fields(request: HttpRequest) -> dict:  # type: ignore[type-arg]
+    form = ReshipForm(request.POST)
+    form.is_valid()
+    fields = dict(form.cleaned_data)
+    name = fields.pop("repository", "")
+    fields["repository"] = Repository.objects.filter(name=name).first() if name else None
+    return fields
+
+
 @login_required
 @require_POST
 def environment_rollback(request: HttpRequest, name: str) -> HttpResponse:
-    form = BreakGlassForm(request.POST)
-    form.is_valid()
-    return _act(request, name, services.deployment_rollback, "Rollback queued.", **form.cleaned_data)
+    return _act(request, name, services.deployment_rollback, "Rollback queued.", **_reship_fields(request))
 
 
 @login_required
 @require_POST
 def environment_promote(request: HttpRequest, name: str) -> HttpResponse:
     source = get_environment(request, request.POST.get("source", ""))
-    form = BreakGlassForm(request.POST)
-    form.is_valid()
     env = get_environment(request, name)
     try:
         deployment = services.deployment_promote(
-            user=request.user, source=source, target=env, source_ip=client_ip(request), **form.cleaned_data
+            user=request.user,
+            source=source,
+            target=env,
+            source_ip=client_ip(request),
+            **_reship_fields(request),
         )
     except services.DeployRefused as exc:
         messages.error(request, str(exc))
