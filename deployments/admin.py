@@ -10,12 +10,29 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import Approval, AuditEvent, Deployment, Environment, FreezeWindow, Repository, Stage, Variable
+from .models import (
+    Approval,
+    AuditEvent,
+    Deployment,
+    Environment,
+    FreezeWindow,
+    Placement,
+    Repository,
+    Stage,
+    Variable,
+)
 
 
 @admin.register(Repository)
 class RepositoryAdmin(admin.ModelAdmin):
     list_display = ["name", "git_url", "default_branch", "image_name"]
+
+
+@admin.register(Placement)
+class PlacementAdmin(admin.ModelAdmin):
+    # The ModelForm runs Placement.clean(): a port or Deployment another placement uses is refused here too.
+    list_display = ["repository", "environment", "enabled", "public_url"]
+    list_filter = ["environment", "enabled"]
 
 
 class VariableForm(forms.ModelForm):

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, RegexValidator, URLValidator
 
 from . import permissions
-from .models import Environment, FreezeWindow, Repository, TargetKind
+from .models import Environment, FreezeWindow, Placement, Repository, TargetKind
 from .models.repository import slug_validator, validate_git_url, validate_relative_path
 from .services.manage import ENVIRONMENT_FIELDS, TARGET_KEYS, VARIABLE_NAME_RE
 
@@ -225,3 +225,21 @@ class UserRolesForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple(attrs=INLINE),
     )
+
+
+class PlacementForm(forms.ModelForm):
+    """An application in an environment. Placement.clean() refuses a target another placement uses."""
+
+    class Meta:
+        model = Placement
+        fields = ["repository", "environment", "target_settings", "smoke_url", "public_url", "enabled"]
+        labels = {"repository": "Application"}
+        help_texts = {
+            "target_settings": 'JSON over the environment\'s settings: docker {"port": 8082, "container_port": 80, '
+            '"health_path": "/healthz"}; kubernetes {"namespace": "shop", "deployment": "web", "container": "app"}.'
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:  # the pair is what the placement is; move it by making another
+            self.fields["repository"].disabled = self.fields["environment"].disabled = True

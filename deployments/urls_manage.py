@@ -26,6 +26,12 @@ urlpatterns = [
     path(
         "environments/<slug:name>/freeze/<int:pk>/delete", manage.freeze_delete, name="manage_freeze_delete"
     ),
+    path("placements/new/", manage.placement_new, name="manage_placement_new"),
+    path(
+        "placements/<slug:repository>/<slug:environment>/edit/",
+        manage.placement_edit,
+        name="manage_placement_edit",
+    ),
     path("users/", manage.users, name="manage_users"),
     path("users/<int:pk>/roles", manage.user_roles, name="manage_user_roles"),
 ]

@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .. import permissions
-from ..models import Environment, FreezeWindow, Repository, Variable
+from ..models import Environment, FreezeWindow, Placement, Repository, Variable
 from ..pipeline.base import StageError, Target, TargetError
 from .audit import audit
 from .deployments import DeployRefused
@@ -379,3 +379,23 @@ def environment_test_connection(
             target.close()
     audit(user, "environment.test_connection", environment, source_ip=source_ip, ok=ok)
     return ok, message
+
+
+@transaction.atomic
+def placement_save(*, user: Any, placement: Placement, source_ip: str | None = None) -> Placement:
+    """Create or update a placement (validated by its clean(): no shared port or Deployment)."""
+    _require_admin(user)
+    creating = placement.pk is None
+    placement.full_clean()
+    placement.save()
+    audit(
+        user,
+        "placement.create" if creating else "placement.update",
+        placement,
+        source_ip=source_ip,
+        repository=placement.repository.name,
+        environment=placement.environment.name,
+        target_settings=placement.target_settings,
+        enabled=placement.enabled,
+    )
+    return placement

@@ -22,11 +22,12 @@ from ..forms_manage import (
     WEEKDAYS,
     EnvironmentForm,
     FreezeWindowForm,
+    PlacementForm,
     RepositoryForm,
     UserRolesForm,
     VariableForm,
 )
-from ..models import Environment, FreezeWindow, Repository, Variable
+from ..models import Environment, FreezeWindow, Placement, Repository, Variable
 from ..pipeline.git import redact_url
 from ..services import manage as services
 from ..services.deployments import DeployRefused
@@ -64,6 +65,7 @@ def manage_home(request: HttpRequest) -> HttpResponse:
     context = {
         "repositories": [(r, redact_url(r.git_url)) for r in Repository.objects.all()],
         "environments": Environment.objects.all(),
+        "placements": Placement.objects.select_related("repository", "environment"),
         "users": [(u, [g.name for g in u.groups.all() if g.name in permissions.ROLE_GROUPS]) for u in users],
     }
     return render(request, "manage/home.html", context)
@@ -277,3 +279,30 @@ def user_roles(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"{target.get_username()}: {', '.join(roles) or 'no roles'}.")
     return redirect("manage_users")
+
+
+def _placement_page(request: HttpRequest, placement: Placement | None) -> HttpResponse:
+    form = PlacementForm(request.POST if request.method == "POST" else None, instance=placement)
+    if form.is_bound and form.is_valid():
+        try:
+            saved = services.placement_save(
+                user=request.user, placement=form.save(commit=False), source_ip=client_ip(request)
+            )
+        except ValidationError as exc:
+            _show_errors(form, exc)
+        else:
+            messages.success(request, f"{saved} saved.")
+            return redirect("manage_home")
+    context = {"form": form, "placement": placement}
+    return render(request, "manage/placement.html", context, status=400 if form.errors else 200)
+
+
+@admin_required
+def placement_new(request: HttpRequest) -> HttpResponse:
+    return _placement_page(request, None)
+
+
+@admin_required
+def placement_edit(request: HttpRequest, repository: str, environment: str) -> HttpResponse:
+    placement = get_object_or_404(Placement, repository__name=repository, environment__name=environment)
+    return _placement_page(request, placement)
