@@ -97,6 +97,8 @@ def url_args(name: str, objects: dict[str, Any]) -> list[Any]:
         "manage_freeze_delete": [env, objects["window"].pk],
         "manage_users": [],
         "manage_user_roles": [objects["user"].pk],
+        "manage_placement_new": [],
+        "manage_placement_edit": [objects["repository"].name, env],
     }[name]
 
 
@@ -113,6 +115,8 @@ MANAGE_URLS = [
     "manage_freeze_delete",
     "manage_users",
     "manage_user_roles",
+    "manage_placement_new",
+    "manage_placement_edit",
 ]
 
 
