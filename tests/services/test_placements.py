@@ -93,3 +93,25 @@ def test_a_deployment_onto_a_port_another_application_holds_fails_and_names_it(
     assert d.status != Status.SUCCEEDED
     assert "is already in use by container shipmate-demo-dev (pid " in d.error
     assert "Hello from Shipmate demo" in page(dev_env.target_settings["port"])
+
+
+def test_a_placement_naming_another_ones_kubernetes_deployment_is_refused(
+    repository, hello, make_environment
+):
+    cluster = make_environment(
+        "k8s", order=40, target_kind="kubernetes", target_settings={"namespace": "shop", "port": None}
+    )
+    Placement.objects.filter(environment=cluster).delete()
+    place(repository, cluster, target_settings={"deployment": "web", "container": "app"})
+    own = Placement(
+        repository=hello, environment=cluster, target_settings={"deployment": "api", "container": "app"}
+    )
+    own.full_clean()  # its own Deployment: fine
+    clash = Placement(
+        repository=hello, environment=cluster, target_settings={"deployment": "web", "container": "app"}
+    )
+    with pytest.raises(ValidationError) as refused:
+        clash.full_clean()
+    assert "demo in k8s already uses this Deployment/container (kubernetes, shop, web, app)" in str(
+        refused.value
+    )
