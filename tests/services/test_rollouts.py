@@ -178,3 +178,43 @@ def test_automatic_rollback_restores_the_configuration_of_the_last_good_release(
     assert config["data"] == {"GREETING": "hi"}
     assert image_of(fake_cluster, k8s_env) == good.image_digest
     assert "tok-3f9a77c1e2" not in good.released_config  # stored encrypted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_placements_in_one_cluster_environment_each_patch_only_their_own_deployment(
+    celery_worker, dev, repository, make_environment, fake_cluster, tmp_path
+):
+    from deployments.demo_app import INDEX_HTML
+    from deployments.models import Placement, Repository
+
+    for name in ("web-demo", "web-hello"):
+        fake_cluster.seed_deployment(NS, name, containers={CONTAINER: "old@sha256:" + "0" * 64}, replicas=1)
+    env = make_environment(
+        "cluster",
+        target_kind="kubernetes",
+        target_settings={"namespace": NS, "container": CONTAINER, "poll_interval": 0.1, "timeout": 20},
+    )
+    env.set_kubeconfig(fake_cluster.kubeconfig)
+    env.save()
+    fake_cluster.call(lambda: setattr(fake_cluster.controller, "default", "success"))
+    path = create_demo_repo(tmp_path / "hello")
+    add_commit(path, "hello", {"www/index.html": INDEX_HTML.format(version="hello")})
+    hello = Repository.objects.create(
+        name="hello", git_url=str(path), test_command="sh /app/test.sh", image_name="shipmate-test/hello"
+    )
+    Placement.objects.update_or_create(
+        repository=repository, environment=env, defaults={"target_settings": {"deployment": "web-demo"}}
+    )
+    Placement.objects.create(repository=hello, environment=env, target_settings={"deployment": "web-hello"})
+
+    first = services.deployment_request(user=dev, repository=repository, environment=env, ref="main")
+    second = services.deployment_request(user=dev, repository=hello, environment=env, ref="main")
+    first, second = wait_for(first, FINAL), wait_for(second, FINAL)
+
+    assert (first.status, second.status) == (Status.SUCCEEDED, Status.SUCCEEDED), (first.error, second.error)
+    assert first.image_digest != second.image_digest
+    images = {}
+    for name in ("web-demo", "web-hello"):
+        containers = fake_cluster.deployment(NS, name)["spec"]["template"]["spec"]["containers"]
+        images[name] = next(c["image"] for c in containers if c["name"] == CONTAINER)
+    assert images == {"web-demo": first.image_digest, "web-hello": second.image_digest}
