@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings as django_settings
+
 from .models import Deployment, Placement
 from .pipeline.base import Target
 from .pipeline.targets import build_target
@@ -16,8 +18,10 @@ def placement_of(deployment: Deployment) -> Placement:
 def target_for(placement: Placement, *, health_path: str | None = None) -> Target:
     """The target of one application in one environment."""
     settings = placement.effective_settings
-    if health_path and placement.environment.target_kind == "docker":
-        settings["health_path"] = health_path
+    if placement.environment.target_kind == "docker":
+        settings["allowed_bind_roots"] = django_settings.BIND_MOUNT_ROOTS
+        if health_path:
+            settings["health_path"] = health_path
     return build_target(
         placement.environment.target_kind,
         name=placement.target_name,

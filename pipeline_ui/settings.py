@@ -154,6 +154,8 @@ TEST_TIMEOUT = env_int("SHIPMATE_TEST_TIMEOUT", 600, minimum=1)
 LEASE_SECONDS = env_int("SHIPMATE_LEASE_SECONDS", 60, minimum=5)
 MAX_ATTEMPTS = env_int("SHIPMATE_MAX_ATTEMPTS", 2, minimum=1)
 GIT_ALLOWED_PROTOCOLS = env_list("SHIPMATE_GIT_PROTOCOLS", ["https", "ssh", "git", "file"])
+# Host directories under which a docker placement may bind-mount; empty: named volumes only.
+BIND_MOUNT_ROOTS = env_list("SHIPMATE_BIND_MOUNT_ROOTS", [])
 LOG_STREAM_MAXLEN = env_int("SHIPMATE_LOG_STREAM_MAXLEN", 20000, minimum=100)
 LOG_STREAM_TTL = env_int("SHIPMATE_LOG_STREAM_TTL", 3600, minimum=1)
 LOG_PAGE_TAIL = env_int("SHIPMATE_LOG_PAGE_TAIL", 500, minimum=10)

@@ -79,6 +79,17 @@ class Placement(models.Model):
     def clean(self) -> None:
         if not self.environment_id or not self.repository_id:
             return
+        if self.environment.target_kind == TargetKind.DOCKER:
+            # The same check the Docker target makes at rollout.
+            from django.conf import settings
+
+            from ..pipeline.base import TargetError
+            from ..pipeline.targets.docker import parse_volumes
+
+            try:
+                parse_volumes(self.effective_settings.get("volumes"), settings.BIND_MOUNT_ROOTS)
+            except TargetError as exc:
+                raise ValidationError({"target_settings": str(exc)}) from None
         other = self.clashing_placement()
         if other is not None:
             what = "port" if self.environment.target_kind == TargetKind.DOCKER else "Deployment/container"

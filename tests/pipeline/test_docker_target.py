@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -416,3 +417,61 @@ def test_a_container_that_lost_the_port_after_the_check_never_reads_healthy(
     )
     assert str(failure.value).startswith(expected)
     assert page(other.port) == "v1"
+
+
+# -- user data lives in volumes, not in the container -------------------------------------------
+
+
+def test_a_named_volume_keeps_its_files_across_a_redeploy_and_a_rollback(
+    make_target, client, registry
+) -> None:
+    def release(tag: str) -> str:
+        # Each release appends its name to a file on the volume, then serves that file.
+        cmd = ["sh", "-c", f"echo {tag} >> /data/releases; cp /data/releases /www/releases; "
+               "exec /bin/busybox httpd -f -p 127.0.0.1:$PORT -h /www"]  # fmt: skip
+        return build_and_push(
+            client, registry, REPOSITORY, f"vol-{tag}", cmd=cmd, files={"www/healthz": "ok"}
+        )
+
+    volume = f"shipmate-test-{unique_name()}"
+    target = make_target(volumes=[f"{volume}:/data"])
+    v1, v2 = release("one"), release("two")
+    try:
+        deploy(target, v1)
+        deploy(target, v2)
+        deploy(target, v1)  # the rollback ships the earlier image again
+        with NO_PROXY.open(f"http://127.0.0.1:{target.port}/releases", timeout=2) as response:
+            assert response.read().decode().split() == ["one", "two", "one"]
+    finally:
+        target.stop_and_remove()
+        client.volumes.get(volume).remove(force=True)
+        for image in (v1, v2):
+            remove_image(client, image)
+
+
+@pytest.mark.parametrize(
+    ("volumes", "roots", "message"),
+    [
+        (["/etc:/host-etc"], ["/srv/apps"], "bind mount /etc is not under an allowed directory (/srv/apps)"),
+        (["/srv/apps/../../etc:/x"], ["/srv/apps"], "bind mount /etc is not under an allowed directory"),
+        (["/var/run/docker.sock:/sock"], [], "none (SHIPMATE_BIND_MOUNT_ROOTS is empty)"),
+        (["data"], [], "must be SOURCE:/path"),
+        (["data:relative"], [], "must be SOURCE:/path"),
+        (["bad name:/x"], [], "volume name 'bad name'"),
+        ("data:/x", [], "volumes must be a list"),
+    ],
+)
+def test_volumes_refuse_bind_mounts_outside_the_allowed_directories(volumes, roots, message) -> None:
+    from deployments.pipeline.targets.docker import parse_volumes
+
+    with pytest.raises(TargetError, match=re.escape(message)):
+        parse_volumes(volumes, roots)
+
+
+def test_volumes_accept_named_volumes_and_binds_under_an_allowed_directory() -> None:
+    from deployments.pipeline.targets.docker import parse_volumes
+
+    assert parse_volumes(["data:/var/lib/app", "/srv/apps/shop/uploads:/uploads:ro"], ["/srv/apps"]) == [
+        "data:/var/lib/app",
+        "/srv/apps/shop/uploads:/uploads:ro",
+    ]

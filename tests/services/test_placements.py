@@ -115,3 +115,13 @@ def test_a_placement_naming_another_ones_kubernetes_deployment_is_refused(
     assert "demo in k8s already uses this Deployment/container (kubernetes, shop, web, app)" in str(
         refused.value
     )
+
+
+def test_a_placement_may_not_bind_mount_outside_the_allowed_directories(repository, dev_env, settings):
+    settings.BIND_MOUNT_ROOTS = ["/srv/apps"]
+    placement = Placement.objects.get(repository=repository, environment=dev_env)
+    placement.target_settings = {"volumes": ["/etc:/host-etc"]}
+    with pytest.raises(ValidationError, match="bind mount /etc is not under an allowed directory"):
+        placement.full_clean()
+    placement.target_settings = {"volumes": ["shop-data:/data", "/srv/apps/shop:/uploads"]}
+    placement.full_clean()

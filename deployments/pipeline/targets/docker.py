@@ -7,8 +7,10 @@ healthy, so undo is a rename and a start rather than a fresh pull.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 import socket
+from pathlib import PurePosixPath
 from typing import Any
 
 import docker
@@ -45,6 +47,7 @@ class DockerTarget:
         health_path: str = "/healthz",
         health_timeout: float = 30.0,
         health_host: str = "127.0.0.1",
+        volumes: list[str] | None = None,
     ) -> None:
         if not _NAME_RE.match(name):
             raise TargetError(f"invalid container name {name!r}")
@@ -58,6 +61,9 @@ class DockerTarget:
         self.health_path = health_path
         self.health_timeout = health_timeout
         self.health_host = health_host
+        # "name:/path" (a named volume) or "/host/dir:/path" (a bind mount): user data
+        # lives there, outside the container, and survives every redeploy and rollback.
+        self.volumes = list(volumes or [])
         # Whether apply() touched the engine; undo() must not remove a container that
         # apply() never replaced.
         self._changed = False
@@ -83,6 +89,7 @@ class DockerTarget:
         if not isinstance(health_path, str) or http_path_problem(health_path):
             raise TargetError(f"health_path must be a path starting with '/', not {health_path!r}")
         health_timeout = _seconds(settings.get("health_timeout"), default=30.0)
+        volumes = parse_volumes(settings.get("volumes"), settings.get("allowed_bind_roots") or [])
         return cls(
             client=client,
             name=name,
@@ -93,6 +100,7 @@ class DockerTarget:
             health_path=health_path,
             health_timeout=health_timeout,
             health_host=health_host,
+            volumes=volumes,
         )
 
     @property
@@ -348,6 +356,7 @@ class DockerTarget:
             labels=labels,
             network_mode=self.network_mode,
             ports=ports,
+            volumes=self.volumes or None,
             init=True,
             restart_policy={"Name": "no"},
             detach=True,
@@ -418,6 +427,38 @@ def _api_message(exc: BaseException) -> str:
     if engine_gone(exc):
         return "the Docker engine is not answering"
     return str(exc)[:300]
+
+
+def parse_volumes(value: Any, allowed_bind_roots: list[str]) -> list[str]:
+    """Check a placement's `volumes`: ["data:/var/lib/app", "/srv/shop/uploads:/uploads"].
+
+    Named volumes are always allowed. A bind mount only from a directory under one of
+    `allowed_bind_roots` (SHIPMATE_BIND_MOUNT_ROOTS, set by an admin), so a placement
+    cannot mount the host's /etc or the Docker socket into an application.
+    """
+    if value in (None, "", []):
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TargetError('volumes must be a list such as ["data:/var/lib/app"]')
+    checked = []
+    for entry in value:
+        source, sep, target = entry.partition(":")
+        target, _, mode = target.partition(":")
+        if not sep or not target.startswith("/") or mode not in ("", "ro", "rw"):
+            raise TargetError(f"volume {entry!r} must be SOURCE:/path[:ro]")
+        if source.startswith("/"):
+            resolved = PurePosixPath(posixpath.normpath(source))
+            roots = [
+                PurePosixPath(posixpath.normpath(root)) for root in allowed_bind_roots if root.startswith("/")
+            ]
+            if not any(resolved == root or root in resolved.parents for root in roots):
+                allowed = ", ".join(map(str, roots)) or "none (SHIPMATE_BIND_MOUNT_ROOTS is empty)"
+                raise TargetError(f"bind mount {resolved} is not under an allowed directory ({allowed})")
+            source = str(resolved)
+        elif not _NAME_RE.match(source):
+            raise TargetError(f"volume name {source!r} may use letters, digits, '.', '_' and '-'")
+        checked.append(":".join(filter(None, (source, target, mode))))
+    return checked
 
 
 def _port(settings: dict[str, Any], key: str) -> int | None:
