@@ -31,7 +31,12 @@ def apply(path: Path, *extra: str) -> str:
 def configured(repository, make_environment):
     dev_env, live = make_environment("dev"), make_environment("live", order=30, approval=True)
     hello = Repository.objects.create(name="hello", git_url="/srv/hello.git", image_name="x/hello")
-    place(hello, dev_env, target_settings={"port": 18099, "volumes": ["hello-data:/data"]}, public_url="http://h/")
+    place(
+        hello,
+        dev_env,
+        target_settings={"port": 18099, "volumes": ["hello-data:/data"]},
+        public_url="http://h/",
+    )
     Placement.objects.filter(repository=repository, environment=live).update(smoke_url="http://127.0.0.1:9/")
     dev_env.variables.create(name="GREETING", plain_value="hi")
     secret = Variable(environment=live, name="API_TOKEN", is_secret=True)
@@ -98,7 +103,9 @@ def test_a_secret_value_in_the_file_is_refused(configured, tmp_path):
 def test_a_clash_in_the_file_applies_nothing_and_names_the_other_placement(configured, tmp_path):
     data = yaml.safe_load(export())
     data["applications"].append({"name": "api", "git_url": "/srv/api.git", "image_name": "x/api"})
-    data["placements"].append({"application": "api", "environment": "dev", "target_settings": {"port": 18099}})
+    data["placements"].append(
+        {"application": "api", "environment": "dev", "target_settings": {"port": 18099}}
+    )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(CommandError, match="hello in dev already uses this port"):
         apply(tmp_path / "config.yaml")

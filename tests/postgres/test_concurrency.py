@@ -174,3 +174,44 @@ def test_two_real_workers_run_one_environment_in_fifo_order(
 
 def _overlapped(a: list[Deployment], b: list[Deployment]) -> bool:
     return any(x.started_at < y.finished_at and y.started_at < x.finished_at for x in a for y in b)
+
+
+def test_two_placements_in_one_environment_run_side_by_side_each_in_fifo_order(
+    high_ids, two_workers, ran_on, dev, repository, make_environment, tmp_path
+):
+    from deployments.demo_app import INDEX_HTML, TEST_SH, add_commit, create_demo_repo
+    from deployments.models import Repository
+    from tests.conftest import place
+    from tests.live import free_port
+
+    env = make_environment("shared")
+    path = create_demo_repo(tmp_path / "hello")
+    add_commit(
+        path,
+        "hello",
+        {
+            "www/index.html": INDEX_HTML.replace("Shipmate demo", "the hello app").format(version=1),
+            "test.sh": TEST_SH.replace("Shipmate demo", "the hello app"),
+        },
+    )
+    hello = Repository.objects.create(
+        name="hello", git_url=str(path), test_command="sh -c 'sh /app/test.sh; sleep 1'", image_name="t/hello"
+    )
+    repository.test_command = "sh -c 'sh /app/test.sh; sleep 1'"  # long enough to overlap
+    repository.save()
+    place(hello, env, target_settings={"port": free_port()})
+    plan = [repository, hello, repository, hello, repository, hello]
+    requested = [
+        services.deployment_request(user=dev, repository=repo, environment=env, ref="main") for repo in plan
+    ]
+    finished = [wait_for(d, FINAL, timeout=180) for d in requested]
+
+    assert [d.status for d in finished] == [Status.SUCCEEDED] * len(plan), [d.error for d in finished]
+    per_app = {r.pk: [d for d in finished if d.repository_id == r.pk] for r in (repository, hello)}
+    for app_runs in per_app.values():
+        by_start = sorted(app_runs, key=lambda d: d.started_at)
+        assert [d.pk for d in by_start] == [d.pk for d in app_runs], "a placement did not run in FIFO order"
+        for before, after in zip(by_start, by_start[1:], strict=False):
+            assert before.finished_at <= after.started_at, f"#{before.pk} and #{after.pk} overlapped"
+    # One environment, two applications: their runs overlapped (one worker each).
+    assert _overlapped(per_app[repository.pk], per_app[hello.pk])
