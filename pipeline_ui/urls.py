@@ -38,6 +38,12 @@ urlpatterns = [
     path("environments/<slug:name>/rollback", environments.environment_rollback, name="environment_rollback"),
     path("environments/<slug:name>/promote", environments.environment_promote, name="environment_promote"),
     path("apps/<slug:repository>/<slug:environment>/", placements.placement_detail, name="placement_detail"),
+    path("apps/<slug:repository>/<slug:environment>/lock", placements.placement_lock, name="placement_lock"),
+    path(
+        "apps/<slug:repository>/<slug:environment>/unlock",
+        placements.placement_unlock,
+        name="placement_unlock",
+    ),
     path("manage/", include("deployments.urls_manage")),
     path("admin/", admin.site.urls),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -31,6 +32,12 @@ class Placement(models.Model):
     smoke_url = models.CharField(max_length=500, blank=True, help_text="Empty: the environment's.")
     public_url = models.CharField(max_length=500, blank=True, help_text='The "Open app" link.')
     enabled = models.BooleanField(default=True, help_text="Off: nothing deploys here.")
+    # A lock on this application in this environment only; the environment's lock holds all.
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    locked_reason = models.CharField(max_length=300, blank=True)
+    locked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["environment__order", "repository__name"]
@@ -40,6 +47,10 @@ class Placement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository} in {self.environment}"
+
+    @property
+    def is_locked(self) -> bool:
+        return self.locked_at is not None
 
     @property
     def effective_settings(self) -> dict[str, Any]:
@@ -81,8 +92,6 @@ class Placement(models.Model):
             return
         if self.environment.target_kind == TargetKind.DOCKER:
             # The same check the Docker target makes at rollout.
-            from django.conf import settings
-
             from ..pipeline.base import TargetError
             from ..pipeline.targets.docker import parse_volumes
 

@@ -11,7 +11,7 @@ from .deployments import (
     deployment_request,
     deployment_rollback,
 )
-from .environments import environment_lock, environment_unlock
+from .environments import environment_lock, environment_unlock, placement_lock, placement_unlock
 
 __all__ = [
     "DeployRefused",
@@ -25,5 +25,7 @@ __all__ = [
     "deployment_rollback",
     "environment_lock",
     "environment_unlock",
+    "placement_lock",
+    "placement_unlock",
     "valid_approvals",
 ]

@@ -73,8 +73,12 @@ def _create(
     reuse_of: Deployment | None = None,
 ) -> Deployment:
     """A new deployment; `reuse_of` ships that deployment's image instead of building."""
-    if not Placement.objects.filter(repository=repository, environment=environment, enabled=True).exists():
+    placement = Placement.objects.filter(repository=repository, environment=environment, enabled=True).first()
+    if placement is None:
         raise DeployRefused(f"{repository} is not placed in {environment}: an admin adds it there first.")
+    if placement.is_locked:
+        who = placement.locked_by.get_username() if placement.locked_by else "someone"
+        raise DeployRefused(f"{placement} is locked by {who}: {placement.locked_reason}")
     freeze = environment.active_freeze()
     deployment = Deployment.objects.create(
         repository=repository,

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import permissions
-from ..models import Environment
+from ..models import Environment, Placement
 from .audit import audit
 from .deployments import DeployRefused
 
@@ -52,3 +52,28 @@ def environment_unlock(*, user: Any, environment: Environment, source_ip: str | 
     environment.save(update_fields=["locked_by", "locked_reason", "locked_at", "lock_expires_at"])
     audit(user, "environment.unlock", environment, source_ip=source_ip)
     return environment
+
+
+@transaction.atomic
+def placement_lock(
+    *, user: Any, placement: Placement, reason: str, source_ip: str | None = None
+) -> Placement:
+    """Hold one application in one environment; the others there keep deploying."""
+    if not permissions.can_lock(user, placement.environment):
+        raise DeployRefused(f"You may not lock {placement}.")
+    if not reason.strip():
+        raise DeployRefused("A lock needs a reason.")
+    placement.locked_by, placement.locked_reason, placement.locked_at = user, reason.strip(), timezone.now()
+    placement.save(update_fields=["locked_by", "locked_reason", "locked_at"])
+    audit(user, "placement.lock", placement, source_ip=source_ip, reason=placement.locked_reason)
+    return placement
+
+
+@transaction.atomic
+def placement_unlock(*, user: Any, placement: Placement, source_ip: str | None = None) -> Placement:
+    if not permissions.can_lock(user, placement.environment):
+        raise DeployRefused(f"You may not unlock {placement}.")
+    placement.locked_by, placement.locked_reason, placement.locked_at = None, "", None
+    placement.save(update_fields=["locked_by", "locked_reason", "locked_at"])
+    audit(user, "placement.unlock", placement, source_ip=source_ip)
+    return placement

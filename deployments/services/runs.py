@@ -33,7 +33,13 @@ def _lease() -> datetime:
 
 
 def hold_reason(environment: Environment, deployment: Deployment) -> str | None:
-    """Why nothing may start in the environment now (lock, freeze), or None."""
+    """Why the deployment may not start now (environment or placement lock, freeze), or None."""
+    placement = Placement.objects.filter(
+        environment_id=environment.pk, repository_id=deployment.repository_id
+    ).first()
+    if placement is not None and placement.is_locked:
+        who = placement.locked_by.get_username() if placement.locked_by else "someone"
+        return f"{placement} is locked by {who}: {placement.locked_reason}"
     if environment.is_locked:
         who = environment.locked_by.get_username() if environment.locked_by else "someone"
         return f"{environment} is locked by {who}: {environment.locked_reason}"
