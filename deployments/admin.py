@@ -17,6 +17,7 @@ from .models import (
     Environment,
     FreezeWindow,
     Placement,
+    PlacementVariable,
     Repository,
     Stage,
     Variable,
@@ -26,13 +27,6 @@ from .models import (
 @admin.register(Repository)
 class RepositoryAdmin(admin.ModelAdmin):
     list_display = ["name", "git_url", "default_branch", "image_name"]
-
-
-@admin.register(Placement)
-class PlacementAdmin(admin.ModelAdmin):
-    # The ModelForm runs Placement.clean(): a port or Deployment another placement uses is refused here too.
-    list_display = ["repository", "environment", "enabled", "public_url"]
-    list_filter = ["environment", "enabled"]
 
 
 class VariableForm(forms.ModelForm):
@@ -126,3 +120,21 @@ class ApprovalAdmin(ViewOnlyAdmin):
 class AuditEventAdmin(ViewOnlyAdmin):
     list_display = ["created_at", "actor_name", "action", "object_type", "object_repr", "source_ip"]
     list_filter = ["action"]
+
+
+class PlacementVariableForm(VariableForm):
+    class Meta(VariableForm.Meta):
+        model = PlacementVariable
+
+
+class PlacementVariableInline(VariableInline):
+    model = PlacementVariable
+    form = PlacementVariableForm
+
+
+@admin.register(Placement)
+class PlacementAdmin(admin.ModelAdmin):
+    # The ModelForm runs Placement.clean(): a port or Deployment another placement uses is refused here too.
+    list_display = ["repository", "environment", "enabled", "public_url"]
+    list_filter = ["environment", "enabled"]
+    inlines = [PlacementVariableInline]

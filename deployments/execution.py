@@ -164,9 +164,10 @@ def build_plan(deployment: Deployment) -> BuildPlan:
 
 
 def _release(deployment: Deployment, image: str) -> Release:
-    """The release as it would ship now: the environment's current variables."""
-    env = deployment.environment
-    variables = list(env.variables.all())
+    """The release as it would ship now: the placement's current variables (the
+    environment's, overridden by the placement's own)."""
+    placement = placement_of(deployment)
+    variables = placement.config_variables()
     return _as_release(
         deployment,
         image,
@@ -174,7 +175,7 @@ def _release(deployment: Deployment, image: str) -> Release:
         frozenset(v.name for v in variables if v.is_secret),
         # Keyed (see Environment.config_snapshot), so a low-entropy secret cannot be
         # guessed from the annotation a cluster shows to anyone who reads the Deployment.
-        env.config_hash()[:16],
+        placement.config_hash()[:16],
     )
 
 
@@ -235,7 +236,7 @@ def release_plan(deployment: Deployment) -> ReleasePlan:
 
 
 def _secrets(deployment: Deployment) -> list[str]:
-    values = deployment.environment.secret_values()
+    values = placement_of(deployment).secret_values()
     # A rollback may restore older secret values; mask those too.
     good = last_successful(deployment.environment, repository=deployment.repository)
     recorded = good.released_variables() if good else None
@@ -327,7 +328,8 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
     plan = release_plan(deployment)
     try:
         env = deployment.environment
-        if approvals_needed(deployment) and env.config_hash() != approved_hash:
+        placement = placement_of(deployment)
+        if approvals_needed(deployment) and placement.config_hash() != approved_hash:
             raise BackToApproval("not rolling out: the configuration changed after the approval check")
         if phase == runs.RELEASE:
             Stage.objects.filter(deployment=deployment, name="approval").update(
@@ -340,7 +342,7 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
         )
         rec.record(
             config_hash=approved_hash,
-            config_snapshot=env.config_snapshot(),
+            config_snapshot=placement.config_snapshot(),
             released_config=crypto.encrypt(released),
             replaced=good,
         )

@@ -250,7 +250,8 @@ def approval_context(deployment: Deployment) -> dict[str, Any]:
     if deployment.is_finished or deployment.status == Status.RUNNING and deployment.config_snapshot:
         snapshot, config_hash = deployment.config_snapshot, deployment.config_hash
     else:
-        snapshot, config_hash = env.config_snapshot(), env.config_hash()
+        placement = Placement.objects.get(environment=env, repository_id=deployment.repository_id)
+        snapshot, config_hash = placement.config_snapshot(), placement.config_hash()
     valid = valid_approvals(deployment, config_hash) if deployment.image_digest else []
     approvals = []
     for approval in deployment.approvals.all():

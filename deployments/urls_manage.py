@@ -32,6 +32,16 @@ urlpatterns = [
         manage.placement_edit,
         name="manage_placement_edit",
     ),
+    path(
+        "placements/<slug:repository>/<slug:environment>/variables/",
+        manage.placement_variable_set,
+        name="manage_placement_variable_set",
+    ),
+    path(
+        "placements/<slug:repository>/<slug:environment>/variables/<int:pk>/delete",
+        manage.placement_variable_delete,
+        name="manage_placement_variable_delete",
+    ),
     path("users/", manage.users, name="manage_users"),
     path("users/<int:pk>/roles", manage.user_roles, name="manage_user_roles"),
 ]

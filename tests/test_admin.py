@@ -39,7 +39,7 @@ def awaiting(dev: User, release: User, repository: Any, live_env: Environment) -
         status=Status.AWAITING_APPROVAL,
         commit_sha="e" * 40,
         image_digest="r/x@sha256:" + "e" * 64,
-        config_hash=live_env.config_hash(),
+        config_hash=live_env.placements.get(repository=repository).config_hash(),
     )
     return deployment
 

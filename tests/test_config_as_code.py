@@ -39,6 +39,9 @@ def configured(repository, make_environment):
     )
     Placement.objects.filter(repository=repository, environment=live).update(smoke_url="http://127.0.0.1:9/")
     dev_env.variables.create(name="GREETING", plain_value="hi")
+    Placement.objects.get(repository=hello, environment=dev_env).variables.create(
+        name="GREETING", plain_value="hey"
+    )
     secret = Variable(environment=live, name="API_TOKEN", is_secret=True)
     secret.set_value("tok-very-secret-123")
     secret.save()
@@ -62,6 +65,7 @@ def test_export_apply_to_an_empty_database_and_export_again_are_identical(config
     out = apply(tmp_path / "config.yaml")
 
     assert "+ application hello" in out and "+ placement hello in dev" in out and "applied" in out
+    assert Placement.objects.get(repository__name="hello").variables.get().plain_value == "hey"
     assert "! secret API_TOKEN in live has no value yet" in out
     assert export() == first
     assert AuditEvent.objects.filter(action="config.create").count() >= 6

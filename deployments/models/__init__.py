@@ -1,7 +1,7 @@
 from .audit import AuditEvent
 from .deployment import Approval, Deployment, LogLine, Stage, StageStatus, Status, Trigger
 from .environment import Environment, FreezeWindow, TargetKind, Variable
-from .placement import Placement
+from .placement import Placement, PlacementVariable
 from .repository import Repository
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "FreezeWindow",
     "LogLine",
     "Placement",
+    "PlacementVariable",
     "Repository",
     "Stage",
     "StageStatus",

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -70,27 +69,6 @@ class Environment(models.Model):
     def set_kubeconfig(self, text: str) -> None:
         self.kubeconfig_encrypted = crypto.encrypt(text) if text else ""
 
-    def variables_dict(self) -> dict[str, str]:
-        return {v.name: v.value for v in self.variables.all()}
-
-    def secret_values(self) -> list[str]:
-        return [v.value for v in self.variables.all() if v.is_secret and v.value]
-
-    def config_snapshot(self) -> dict[str, dict[str, object]]:
-        """Per variable: a hash of its value and whether it is secret. Hashes let a
-        later deployment say *which* variables changed without keeping values."""
-        return {
-            v.name: {"hash": _value_hash(self.pk, v.name, v.value), "secret": v.is_secret}
-            for v in self.variables.all()
-        }
-
-    def config_hash(self) -> str:
-        payload = json.dumps(
-            {"vars": self.config_snapshot(), "target": self.target_settings, "kind": self.target_kind},
-            sort_keys=True,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()
-
     def active_freeze(self, at: datetime | None = None) -> FreezeWindow | None:
         at = at or timezone.now()
         for window in self.freeze_windows.all():
@@ -105,16 +83,17 @@ def _value_hash(env_id: int | None, name: str, value: str) -> str:
     return hashlib.blake2b(value.encode(), key=key[:64], digest_size=16).hexdigest()
 
 
-class Variable(models.Model):
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variables")
+class VariableValue(models.Model):
+    """A name and a value given to the running application; secrets encrypted at rest."""
+
     name = models.CharField(max_length=100)
     is_secret = models.BooleanField(default=False)
     plain_value = models.TextField(blank=True, default="")
     encrypted_value = models.TextField(blank=True, default="", editable=False)
 
     class Meta:
+        abstract = True
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="unique_variable_name")]
 
     def __str__(self) -> str:
         return self.name
@@ -132,6 +111,15 @@ class Variable(models.Model):
     @property
     def display_value(self) -> str:
         return "••••••" if self.is_secret else self.plain_value
+
+
+class Variable(VariableValue):
+    """Shared by every application placed in the environment; a placement's own wins."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variables")
+
+    class Meta(VariableValue.Meta):
+        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="unique_variable_name")]
 
 
 class FreezeWindow(models.Model):

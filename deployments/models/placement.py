@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .environment import Environment, TargetKind
+from .environment import Environment, TargetKind, VariableValue, _value_hash
 from .repository import Repository
 
 # Keys that say where an application runs; two placements may not share them.
@@ -64,6 +66,37 @@ class Placement(models.Model):
     def target_name(self) -> str:
         return f"shipmate-{self.repository.name}-{self.environment.name}"
 
+    # -- configuration: the environment's variables, overridden by the placement's own --------
+
+    def config_variables(self) -> list[VariableValue]:
+        own = list(self.variables.all())
+        names = {v.name for v in own}
+        shared = [v for v in self.environment.variables.all() if v.name not in names]
+        return sorted(shared + own, key=lambda v: v.name)
+
+    def secret_values(self) -> list[str]:
+        return [v.value for v in self.config_variables() if v.is_secret and v.value]
+
+    def config_snapshot(self) -> dict[str, dict[str, object]]:
+        """Per variable: a keyed hash of its value and whether it is secret (see Environment)."""
+        return {
+            v.name: {"hash": _value_hash(self.environment_id, v.name, v.value), "secret": v.is_secret}
+            for v in self.config_variables()
+        }
+
+    def config_hash(self) -> str:
+        """What an approval binds besides commit and digest. For a placement with no
+        settings or variables of its own it equals its environment's config_hash()."""
+        payload = json.dumps(
+            {
+                "vars": self.config_snapshot(),
+                "target": self.effective_settings,
+                "kind": self.environment.target_kind,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
     def identity(self) -> tuple[Any, ...] | None:
         """What no other placement may share: engine and port, or the Kubernetes object."""
         settings = self.effective_settings
@@ -107,3 +140,14 @@ class Placement(models.Model):
                     "target_settings": f"{other} already uses this {what} ({', '.join(map(str, self.identity() or ()))})."
                 }
             )
+
+
+class PlacementVariable(VariableValue):
+    """One application's own variable in one environment; it overrides the environment's."""
+
+    placement = models.ForeignKey(Placement, on_delete=models.CASCADE, related_name="variables")
+
+    class Meta(VariableValue.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["placement", "name"], name="unique_placement_variable_name")
+        ]

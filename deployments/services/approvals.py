@@ -9,6 +9,7 @@ from django.utils import timezone
 from .. import permissions
 from ..logs import publish_status
 from ..models import Approval, Deployment, Status
+from ..plans import placement_of
 from .audit import audit
 from .deployments import DeployRefused
 from .queue import dispatch_next
@@ -58,7 +59,7 @@ def _decide(
         comment=comment.strip(),
         commit_sha=deployment.commit_sha,
         image_digest=deployment.image_digest,
-        config_hash=env.config_hash(),
+        config_hash=placement_of(deployment).config_hash(),
         expires_at=timezone.now() + timedelta(minutes=env.approval_ttl_minutes),
     )
     return approval

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils.dateparse import parse_datetime, parse_time
 
-from ..models import Environment, FreezeWindow, Placement, Repository, Variable
+from ..models import Environment, FreezeWindow, Placement, PlacementVariable, Repository, Variable
 from .audit import audit
 
 VERSION = 1
@@ -61,10 +61,10 @@ def _freeze(window: FreezeWindow) -> dict[str, Any]:
     return {f: _plain(getattr(window, f)) for f in FREEZE_FIELDS if getattr(window, f) not in (None, "")}
 
 
-def _variables(env: Environment) -> list[dict[str, Any]]:
+def _variables(owner: Environment | Placement) -> list[dict[str, Any]]:
     return [
         {"name": v.name, "secret": True} if v.is_secret else {"name": v.name, "value": v.plain_value}
-        for v in env.variables.order_by("name")
+        for v in owner.variables.order_by("name")
     ]
 
 
@@ -101,6 +101,7 @@ def config_export() -> dict[str, Any]:
                 "application": p.repository.name,
                 "environment": p.environment.name,
                 **{f: getattr(p, f) for f in PLACEMENT_FIELDS},
+                "variables": _variables(p),
             }
             for p in Placement.objects.select_related("repository", "environment").order_by(
                 "repository__name", "environment__order", "environment__name"
@@ -209,7 +210,9 @@ def _apply_policy(env: Environment, policy: Any, where: str) -> list[str]:
     return changed
 
 
-def _apply_variables(env: Environment, variables: Any, where: str, lines: list[str]) -> list[str]:
+def _apply_variables(
+    owner: Environment | Placement, variables: Any, where: str, lines: list[str]
+) -> list[str]:
     if not isinstance(variables, list):
         raise ConfigError(f"{where}.variables must be a list")
     changed = []
@@ -220,15 +223,18 @@ def _apply_variables(env: Environment, variables: Any, where: str, lines: list[s
             raise ConfigError(
                 f"{where}.variables.{entry['name']}: secrets are set in Shipmate, never in a file"
             )
-        variable = env.variables.filter(name=entry["name"]).first()
+        variable = owner.variables.filter(name=entry["name"]).first()
         secret = bool(entry.get("secret"))
         if variable is None:
-            variable = Variable(environment=env, name=entry["name"], is_secret=secret)
+            if isinstance(owner, Placement):
+                variable = PlacementVariable(placement=owner, name=entry["name"], is_secret=secret)
+            else:
+                variable = Variable(environment=owner, name=entry["name"], is_secret=secret)
             variable.set_value("" if secret else str(entry.get("value", "")))
             _save(variable, f"{where}.variables.{entry['name']}")
             changed.append(f"+{variable.name}")
             if secret:
-                lines.append(f"! secret {variable.name} in {env.name} has no value yet: set it under Manage")
+                lines.append(f"! secret {variable.name} in {owner} has no value yet: set it under Manage")
         elif variable.is_secret != secret or (
             not secret and variable.plain_value != str(entry.get("value", ""))
         ):
@@ -278,9 +284,8 @@ def _apply_environments(data: dict[str, Any], lines: list[str]) -> dict[str, Env
 
 
 def _apply_placements(data: dict[str, Any], lines: list[str]) -> None:
-    for i, entry in enumerate(
-        _entries(data, "placements", {"application", "environment", *PLACEMENT_FIELDS})
-    ):
+    allowed = {"application", "environment", "variables", *PLACEMENT_FIELDS}
+    for i, entry in enumerate(_entries(data, "placements", allowed)):
         where = f"placements[{i}] ({entry.get('application')} in {entry.get('environment')})"
         repo = Repository.objects.filter(name=entry.get("application")).first()
         env = Environment.objects.filter(name=entry.get("environment")).first()
@@ -292,6 +297,7 @@ def _apply_placements(data: dict[str, Any], lines: list[str]) -> None:
         changed = _assign(placement, entry, PLACEMENT_FIELDS)
         if created or changed:
             _save(placement, where)
+        changed += _apply_variables(placement, entry.get("variables", []), where, lines)
         _record(lines, placement, f"placement {repo.name} in {env.name}", created, changed)
 
 

@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .. import permissions
-from ..models import Environment, FreezeWindow, Placement, Repository, Variable
+from ..models import Environment, FreezeWindow, Placement, PlacementVariable, Repository, Variable
 from ..pipeline.base import StageError, Target, TargetError
 from .audit import audit
 from .deployments import DeployRefused
@@ -178,22 +178,24 @@ def _apply_kubeconfig(env: Environment, data: Mapping[str, Any]) -> list[str]:
 def variable_set(
     *,
     user: Any,
-    environment: Environment,
+    environment: Environment | Placement,
     name: str,
     value: str,
     is_secret: bool,
     source_ip: str | None = None,
-) -> Variable:
-    """Create or replace a variable. A secret is write-only: a blank value for an
-    existing secret keeps the stored one, and a secret turns plain only with a new
-    value (otherwise the page would show it)."""
+) -> Variable | PlacementVariable:
+    """Create or replace a variable of an environment (shared by its applications) or
+    of a placement (that application's own, overriding the environment's). A secret is
+    write-only: a blank value for an existing secret keeps the stored one, and a secret
+    turns plain only with a new value (otherwise the page would show it)."""
     _require_admin(user)
     if not VARIABLE_NAME_RE.match(name) or len(name) > 100:
         raise ValidationError({"name": "Use letters, digits and underscores, not starting with a digit."})
-    variable = Variable.objects.select_for_update().filter(environment=environment, name=name).first()
+    model, owner = _variable_model(environment)
+    variable = model.objects.select_for_update().filter(**owner, name=name).first()
     created = variable is None
     if created:
-        variable = Variable(environment=environment, name=name)
+        variable = model(**owner, name=name)
     keep = not value and not created and variable.is_secret
     if keep and not is_secret:
         raise ValidationError({"value": "Give a new value to turn a secret into a plain variable."})
@@ -203,7 +205,7 @@ def variable_set(
     current = variable.value if keep else value
     variable.is_secret = is_secret
     variable.set_value(current)
-    variable.full_clean(exclude=["environment"])
+    variable.full_clean(exclude=list(owner))
     variable.save()
     audit(
         user,
@@ -219,10 +221,18 @@ def variable_set(
     return variable
 
 
+def _variable_model(owner: Environment | Placement) -> tuple[Any, dict[str, Any]]:
+    if isinstance(owner, Placement):
+        return PlacementVariable, {"placement": owner}
+    return Variable, {"environment": owner}
+
+
 @transaction.atomic
-def variable_delete(*, user: Any, variable: Variable, source_ip: str | None = None) -> None:
+def variable_delete(
+    *, user: Any, variable: Variable | PlacementVariable, source_ip: str | None = None
+) -> None:
     _require_admin(user)
-    env = variable.environment
+    env = variable.placement if isinstance(variable, PlacementVariable) else variable.environment
     audit(
         user,
         "variable.delete",

@@ -167,7 +167,7 @@ def deployment_gate(*, deployment: Deployment) -> tuple[str | None, str]:
     here, and so does a run whose environment was locked or frozen meanwhile."""
     fresh = Deployment.objects.select_for_update().select_related("environment").get(pk=deployment.pk)
     environment = fresh.environment
-    config_hash = environment.config_hash()
+    config_hash = placement_of(fresh).config_hash()
     held = hold_reason(environment, fresh)
     if held:
         return held, config_hash

@@ -27,7 +27,7 @@ from ..forms_manage import (
     UserRolesForm,
     VariableForm,
 )
-from ..models import Environment, FreezeWindow, Placement, Repository, Variable
+from ..models import Environment, FreezeWindow, Placement, PlacementVariable, Repository, Variable
 from ..pipeline.git import redact_url
 from ..services import manage as services
 from ..services.deployments import DeployRefused
@@ -281,8 +281,14 @@ def user_roles(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("manage_users")
 
 
-def _placement_page(request: HttpRequest, placement: Placement | None) -> HttpResponse:
-    form = PlacementForm(request.POST if request.method == "POST" else None, instance=placement)
+def _placement_page(
+    request: HttpRequest,
+    placement: Placement | None,
+    variable_form: VariableForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    posted = request.method == "POST" and variable_form is None
+    form = PlacementForm(request.POST if posted else None, instance=placement)
     if form.is_bound and form.is_valid():
         try:
             saved = services.placement_save(
@@ -293,8 +299,14 @@ def _placement_page(request: HttpRequest, placement: Placement | None) -> HttpRe
         else:
             messages.success(request, f"{saved} saved.")
             return redirect("manage_home")
-    context = {"form": form, "placement": placement}
-    return render(request, "manage/placement.html", context, status=400 if form.errors else 200)
+    context = {
+        "form": form,
+        "placement": placement,
+        "variables": placement.variables.all() if placement else [],
+        "shared": placement.environment.variables.all() if placement else [],
+        "variable_form": variable_form or VariableForm(),
+    }
+    return render(request, "manage/placement.html", context, status=400 if form.errors else status)
 
 
 @admin_required
@@ -306,3 +318,37 @@ def placement_new(request: HttpRequest) -> HttpResponse:
 def placement_edit(request: HttpRequest, repository: str, environment: str) -> HttpResponse:
     placement = get_object_or_404(Placement, repository__name=repository, environment__name=environment)
     return _placement_page(request, placement)
+
+
+@admin_required
+@require_POST
+def placement_variable_set(request: HttpRequest, repository: str, environment: str) -> HttpResponse:
+    placement = get_object_or_404(Placement, repository__name=repository, environment__name=environment)
+    form = VariableForm(request.POST)
+    if form.is_valid():
+        try:
+            services.variable_set(
+                user=request.user, environment=placement, source_ip=client_ip(request), **form.cleaned_data
+            )
+        except ValidationError as exc:
+            _show_errors(form, exc)
+        else:
+            messages.success(request, f"Variable {form.cleaned_data['name']} saved for {placement}.")
+            return redirect(reverse("manage_placement_edit", args=[repository, environment]) + "#variables")
+    return _placement_page(request, placement, variable_form=form, status=400)
+
+
+@admin_required
+@require_POST
+def placement_variable_delete(
+    request: HttpRequest, repository: str, environment: str, pk: int
+) -> HttpResponse:
+    variable = get_object_or_404(
+        PlacementVariable,
+        pk=pk,
+        placement__repository__name=repository,
+        placement__environment__name=environment,
+    )
+    services.variable_delete(user=request.user, variable=variable, source_ip=client_ip(request))
+    messages.success(request, f"Variable {variable.name} deleted.")
+    return redirect(reverse("manage_placement_edit", args=[repository, environment]) + "#variables")

@@ -40,7 +40,7 @@ def test_release_manager_approval_makes_the_deployment_ready_to_roll_out(dev, re
     assert d.status == Status.APPROVED
     approval = Approval.objects.get()
     assert (approval.commit_sha, approval.image_digest) == (d.commit_sha, d.image_digest)
-    assert approval.config_hash == live_env.config_hash()
+    assert approval.config_hash == live_env.placements.get(repository=d.repository).config_hash()
     assert runs.deployment_gate(deployment=d)[0] is None
     assert AuditEvent.objects.filter(action="deployment.approve", actor=release).exists()
 

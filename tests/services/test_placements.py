@@ -125,3 +125,35 @@ def test_a_placement_may_not_bind_mount_outside_the_allowed_directories(reposito
         placement.full_clean()
     placement.target_settings = {"volumes": ["shop-data:/data", "/srv/apps/shop:/uploads"]}
     placement.full_clean()
+
+
+def test_a_placements_own_variables_override_the_environments_and_reach_its_container(
+    celery_worker, dev, repository, dev_env, docker_engine
+):
+    from deployments.models import PlacementVariable
+
+    dev_env.variables.create(name="GREETING", plain_value="from the environment")
+    dev_env.variables.create(name="SHARED", plain_value="kept")
+    placement = Placement.objects.get(repository=repository, environment=dev_env)
+    before = placement.config_hash()
+    own = PlacementVariable(placement=placement, name="GREETING")
+    own.set_value("from the placement")
+    own.save()
+    token = PlacementVariable(placement=placement, name="APP_TOKEN", is_secret=True)
+    token.set_value("placement-secret-42")
+    token.save()
+    assert placement.config_hash() != before  # an approval bound to the old configuration is void
+
+    d = wait_for(
+        services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main"), FINAL
+    )
+
+    assert d.status == Status.SUCCEEDED, d.error
+    env = docker_engine.containers.get("shipmate-demo-dev").attrs["Config"]["Env"]
+    assert (
+        "GREETING=from the placement" in env
+        and "SHARED=kept" in env
+        and "APP_TOKEN=placement-secret-42" in env
+    )
+    assert "placement-secret-42" in placement.secret_values()
+    assert d.config_hash == placement.config_hash()

@@ -74,7 +74,7 @@ def test_kubernetes_deployment_rolls_the_digest_out_with_its_configuration(
     assert "API_TOKEN" in (secret.get("data") or secret.get("stringData") or {})
     text = "\n".join(d.log_lines.values_list("text", flat=True))
     assert "tok-3f9a77c1e2" not in text
-    assert d.config_hash == k8s_env.config_hash()
+    assert d.config_hash == k8s_env.placements.get(repository=repository).config_hash()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -99,6 +99,8 @@ def url_args(name: str, objects: dict[str, Any]) -> list[Any]:
         "manage_user_roles": [objects["user"].pk],
         "manage_placement_new": [],
         "manage_placement_edit": [objects["repository"].name, env],
+        "manage_placement_variable_set": [objects["repository"].name, env],
+        "manage_placement_variable_delete": [objects["repository"].name, env, 1],
     }[name]
 
 
@@ -117,6 +119,8 @@ MANAGE_URLS = [
     "manage_user_roles",
     "manage_placement_new",
     "manage_placement_edit",
+    "manage_placement_variable_set",
+    "manage_placement_variable_delete",
 ]
 
 

@@ -70,3 +70,16 @@ def test_only_admins_manage_placements(dev, repository, dev_env):
     assert login(dev).get(reverse("manage_placement_new")).status_code == 403
     url = reverse("manage_placement_edit", args=["demo", "dev"])
     assert login(dev).post(url, {"target_settings": '{"port": 1}'}).status_code == 403
+
+
+def test_an_admin_sets_a_placement_variable_that_overrides_the_environments(admin, dev, repository, dev_env):
+    dev_env.variables.create(name="GREETING", plain_value="shared")
+    url = reverse("manage_placement_variable_set", args=["demo", "dev"])
+    response = login(admin).post(url, {"name": "GREETING", "value": "own", "is_secret": ""})
+    assert response.status_code == 302
+    placement = Placement.objects.get(repository=repository, environment=dev_env)
+    assert {v.name: v.value for v in placement.config_variables()} == {"GREETING": "own"}
+    page = login(admin).get(reverse("manage_placement_edit", args=["demo", "dev"])).content.decode()
+    assert "<code>own</code>" in page and "Shared by dev: <code>GREETING</code>" in page
+    assert AuditEvent.objects.filter(action="variable.set", details__variable="GREETING").exists()
+    assert login(dev).post(url, {"name": "X", "value": "y"}).status_code == 403

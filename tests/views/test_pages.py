@@ -245,7 +245,7 @@ def test_deployment_page_lists_changed_variables_but_never_secret_values(dev, re
         requested_by=dev,
         status=Status.SUCCEEDED,
         finished_at=timezone.now(),
-        config_snapshot=dev_env.config_snapshot(),
+        config_snapshot=dev_env.placements.get(repository=repository).config_snapshot(),
     )
     secret = dev_env.variables.create(name="API_KEY", is_secret=True)
     secret.set_value("sk-very-secret-value")
@@ -278,7 +278,7 @@ def test_expired_approval_is_shown_as_unusable(dev, release, repository, live_en
         decision="approved",
         commit_sha=deployment.commit_sha,
         image_digest=deployment.image_digest,
-        config_hash=live_env.config_hash(),
+        config_hash=live_env.placements.get(repository=repository).config_hash(),
         expires_at=timezone.now() - timedelta(minutes=5),
     )
     html = login(dev).get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
