@@ -59,16 +59,21 @@ class MakeRun:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, url: str, timeout: float = 180) -> None:
+        """Until the login page answers and make run has said where it runs (it says so
+        once it has seen the page answer itself)."""
         started = time.monotonic()
         deadline = started + timeout
+        answered = False
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 pytest.fail(f"make run exited with {self.proc.returncode}:\n{self.output[-4000:]}")
+            if answered and "press Ctrl-C to stop" in self.output.rsplit("shipmate: stopped", 1)[-1]:
+                return
             try:
-                if httpx.get(f"{url}/login/", timeout=2, trust_env=False).status_code == 200:
+                if not answered and httpx.get(f"{url}/login/", timeout=2, trust_env=False).status_code == 200:
+                    answered = True
                     print(f"\nmake run: login page answered after {time.monotonic() - started:.1f} s")
-                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
