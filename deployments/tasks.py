@@ -12,6 +12,7 @@ from django.db import connection
 
 from . import execution
 from .services import runs
+from .services.queue import RUN_DEPLOYMENT
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def worker_name(node: str | None) -> str:
     return f"{socket.gethostname()}:{node or '-'}"
 
 
-@shared_task(name="deployments.tasks.run_deployment", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=RUN_DEPLOYMENT, acks_late=True, reject_on_worker_lost=True)
 def run_deployment(deployment_id: int) -> str:
     return execution.execute(int(deployment_id), worker=worker_name(run_deployment.request.hostname))
 

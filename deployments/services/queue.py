@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from celery import current_app
 from django.db import transaction
 
 from ..models import Deployment, Status
 from ..models.deployment import WAITING
+
+# Published by name, so that this module needs nothing from tasks.py (which imports the
+# run lifecycle, which queues): the worker registers the task under this name.
+RUN_DEPLOYMENT = "deployments.tasks.run_deployment"
 
 
 def next_waiting(environment_id: int, repository_id: int) -> Deployment | None:
@@ -35,9 +40,7 @@ def dispatch_next(environment_id: int, repository_id: int) -> None:
             return
         head = next_waiting(environment_id, repository_id)
         if head is not None:
-            from ..tasks import run_deployment
-
-            run_deployment.delay(head.pk)
+            current_app.signature(RUN_DEPLOYMENT, args=(head.pk,)).delay()
 
     # Robust: a broker hiccup must not turn a committed request into an error page;
     # the reaper dispatches waiting heads again.
