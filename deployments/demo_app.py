@@ -95,3 +95,19 @@ def create_demo_repo(path: Path, *, port_env: str = "PORT") -> Path:
     _git(path, "tag", "-a", "v1.0", "-m", "Version 1.0")
     add_commit(path, "Show version 2 on the home page", {"www/index.html": INDEX_HTML.format(version=2)})
     return path
+
+
+def create_hello_repo(path: Path) -> Path:
+    """A second demo application: the demo with its own page ("Hello from the hello app")
+    and a test suite that checks for it. Seeded beside the demo, and used by tests of
+    two applications in one environment."""
+    create_demo_repo(path)
+    add_commit(
+        path,
+        "Make it the hello app",
+        {
+            "www/index.html": INDEX_HTML.replace("Shipmate demo", "the hello app").format(version=1),
+            "test.sh": TEST_SH.replace("Shipmate demo", "the hello app"),
+        },
+    )
+    return path

@@ -16,6 +16,8 @@ from .repository import Repository
 # Keys that say where an application runs; two placements may not share them.
 DOCKER_IDENTITY = ("docker_host", "port")
 KUBERNETES_IDENTITY = ("namespace", "deployment", "container")
+# Keys a placement must end up with, from its own settings or its environment's.
+REQUIRED_KEYS = {TargetKind.DOCKER: ("port",), TargetKind.KUBERNETES: KUBERNETES_IDENTITY}
 
 
 class Placement(models.Model):
@@ -123,6 +125,14 @@ class Placement(models.Model):
     def clean(self) -> None:
         if not self.environment_id or not self.repository_id:
             return
+        settings_now = self.effective_settings
+        missing = [k for k in REQUIRED_KEYS.get(self.environment.target_kind, ()) if not settings_now.get(k)]
+        if missing:
+            raise ValidationError(
+                {
+                    "target_settings": f"{', '.join(missing)} required, here or in {self.environment}'s settings."
+                }
+            )
         if self.environment.target_kind == TargetKind.DOCKER:
             # The same check the Docker target makes at rollout.
             from ..pipeline.base import TargetError

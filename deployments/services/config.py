@@ -19,18 +19,10 @@ from django.utils.dateparse import parse_datetime, parse_time
 
 from ..models import Environment, FreezeWindow, Placement, PlacementVariable, Repository, Variable
 from .audit import audit
+from .manage import REPOSITORY_FIELDS, assign_changed
 
 VERSION = 1
-APPLICATION_FIELDS = (
-    "git_url",
-    "default_branch",
-    "dockerfile_path",
-    "build_context",
-    "test_command",
-    "image_name",
-    "dockerfile_repo_url",
-    "dockerfile_repo_ref",
-)
+APPLICATION_FIELDS = tuple(f for f in REPOSITORY_FIELDS if f != "name")
 ENVIRONMENT_FIELDS = ("order", "target_kind", "target_settings", "smoke_url")
 POLICY_FIELDS = ("requires_approval", "approvals_required", "allow_self_approval", "approval_ttl_minutes")
 PLACEMENT_FIELDS = ("target_settings", "smoke_url", "public_url", "enabled")
@@ -145,15 +137,6 @@ def _entries(data: dict[str, Any], key: str, allowed: set[str]) -> list[dict[str
     return entries
 
 
-def _assign(obj: models.Model, entry: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
-    changed = []
-    for field in fields:
-        if field in entry and getattr(obj, field) != entry[field]:
-            setattr(obj, field, entry[field])
-            changed.append(field)
-    return changed
-
-
 def _save(obj: models.Model, where: str) -> None:
     try:
         obj.full_clean()
@@ -178,7 +161,7 @@ def _apply_applications(data: dict[str, Any], lines: list[str]) -> dict[str, Rep
         repo = Repository.objects.filter(name=entry.get("name")).first()
         created = repo is None
         repo = repo or Repository(name=entry.get("name"))
-        changed = _assign(repo, entry, APPLICATION_FIELDS)
+        changed = assign_changed(repo, entry, APPLICATION_FIELDS)
         if created or changed:
             _save(repo, f"applications[{i}] ({repo.name})")
         _record(lines, repo, f"application {repo.name}", created, changed)
@@ -199,7 +182,7 @@ def _groups(names: Any, where: str) -> list[Group]:
 def _apply_policy(env: Environment, policy: Any, where: str) -> list[str]:
     if not isinstance(policy, dict):
         raise ConfigError(f"{where}.policy must be a mapping")
-    changed = _assign(env, policy, POLICY_FIELDS)
+    changed = assign_changed(env, policy, POLICY_FIELDS)
     _save(env, where)
     for relation in ("deploy_groups", "approve_groups"):
         if relation in policy:
@@ -273,7 +256,7 @@ def _apply_environments(data: dict[str, Any], lines: list[str]) -> dict[str, Env
         env = Environment.objects.filter(name=entry.get("name")).first()
         created = env is None
         env = env or Environment(name=entry.get("name"))
-        changed = _assign(env, entry, ENVIRONMENT_FIELDS)
+        changed = assign_changed(env, entry, ENVIRONMENT_FIELDS)
         _save(env, where)
         changed += _apply_policy(env, entry.get("policy", {}), where)
         changed += _apply_variables(env, entry.get("variables", []), where, lines)
@@ -294,7 +277,7 @@ def _apply_placements(data: dict[str, Any], lines: list[str]) -> None:
         placement = Placement.objects.filter(repository=repo, environment=env).first()
         created = placement is None
         placement = placement or Placement(repository=repo, environment=env)
-        changed = _assign(placement, entry, PLACEMENT_FIELDS)
+        changed = assign_changed(placement, entry, PLACEMENT_FIELDS)
         if created or changed:
             _save(placement, where)
         changed += _apply_variables(placement, entry.get("variables", []), where, lines)

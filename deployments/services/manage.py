@@ -67,7 +67,6 @@ TARGET_KEYS: dict[str, tuple[str, ...]] = {
         "max_restarts",
     ),
 }
-REQUIRED_TARGET_KEYS = {"docker": ("port",), "kubernetes": ("namespace", "deployment", "container")}
 KNOWN_TARGET_KEYS = frozenset(k for keys in TARGET_KEYS.values() for k in keys)
 VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The connection check answers a person waiting on a page: fail fast on a dead engine.
@@ -79,7 +78,7 @@ def _require_admin(user: Any) -> None:
         raise DeployRefused("Only admins may change Shipmate's configuration.")
 
 
-def _assign(obj: Any, data: Mapping[str, Any], fields: Iterable[str]) -> list[str]:
+def assign_changed(obj: Any, data: Mapping[str, Any], fields: Iterable[str]) -> list[str]:
     """Copy `fields` present in `data` onto `obj`; return the names whose value changed."""
     changed = []
     for field in fields:
@@ -99,7 +98,7 @@ def repository_save(
     creating = repository is None
     repo = Repository() if creating else repository
     fields = REPOSITORY_FIELDS if creating else tuple(f for f in REPOSITORY_FIELDS if f != "name")
-    changed = _assign(repo, data, fields)
+    changed = assign_changed(repo, data, fields)
     repo.full_clean()
     repo.save()
     if creating:
@@ -116,11 +115,8 @@ def _target_settings(kind: str, old: Mapping[str, Any], given: Mapping[str, Any]
         value = given.get(key)
         if value not in (None, "", False):
             merged[key] = value
-    missing = {
-        k: "Required for this target kind." for k in REQUIRED_TARGET_KEYS.get(kind, ()) if k not in merged
-    }
-    if missing:
-        raise ValidationError(missing)
+    # What each application needs (a port, a Deployment) may come from its placement:
+    # Placement.clean() checks the combination.
     return merged
 
 
@@ -136,7 +132,7 @@ def environment_save(
     creating = environment is None
     env = Environment() if creating else environment
     fields = ENVIRONMENT_FIELDS if creating else tuple(f for f in ENVIRONMENT_FIELDS if f != "name")
-    changed = _assign(env, data, fields)
+    changed = assign_changed(env, data, fields)
     settings = _target_settings(env.target_kind, env.target_settings or {}, data)
     old_settings = env.target_settings or {}
     changed += sorted(

@@ -179,21 +179,13 @@ def _overlapped(a: list[Deployment], b: list[Deployment]) -> bool:
 def test_two_placements_in_one_environment_run_side_by_side_each_in_fifo_order(
     high_ids, two_workers, ran_on, dev, repository, make_environment, tmp_path
 ):
-    from deployments.demo_app import INDEX_HTML, TEST_SH, add_commit, create_demo_repo
+    from deployments.demo_app import create_hello_repo
     from deployments.models import Repository
     from tests.conftest import place
     from tests.live import free_port
 
     env = make_environment("shared")
-    path = create_demo_repo(tmp_path / "hello")
-    add_commit(
-        path,
-        "hello",
-        {
-            "www/index.html": INDEX_HTML.replace("Shipmate demo", "the hello app").format(version=1),
-            "test.sh": TEST_SH.replace("Shipmate demo", "the hello app"),
-        },
-    )
+    path = create_hello_repo(tmp_path / "hello")
     hello = Repository.objects.create(
         name="hello", git_url=str(path), test_command="sh -c 'sh /app/test.sh; sleep 1'", image_name="t/hello"
     )

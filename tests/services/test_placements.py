@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from deployments import services
-from deployments.demo_app import INDEX_HTML, TEST_SH, add_commit, create_demo_repo
+from deployments.demo_app import create_hello_repo
 from deployments.models import Placement, Repository, Status
 from tests.conftest import place
 from tests.live import free_port
@@ -21,15 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def hello(tmp_path: Path) -> Repository:
-    path = create_demo_repo(tmp_path / "hello")
-    add_commit(
-        path,
-        "Make it the hello app",
-        {
-            "www/index.html": INDEX_HTML.replace("Shipmate demo", "the hello app").format(version=1),
-            "test.sh": TEST_SH.replace("Shipmate demo", "the hello app"),
-        },
-    )
+    path = create_hello_repo(tmp_path / "hello")
     return Repository.objects.create(
         name="hello", git_url=str(path), test_command="sh /app/test.sh", image_name="shipmate-test/hello"
     )

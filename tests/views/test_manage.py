@@ -206,15 +206,29 @@ def test_admin_creates_a_docker_environment_with_its_policy(admin, groups):
     assert "deploy_groups" in event.details["fields"] and "target_settings.port" in event.details["fields"]
 
 
-def test_kubernetes_environment_needs_namespace_deployment_and_container(admin):
+def test_a_kubernetes_placement_needs_namespace_deployment_and_container_from_it_or_its_environment(admin):
+    """The environment holds what its applications share (the namespace, say); what
+    each one needs is checked where it comes together: on the placement."""
+    from deployments.models import Placement, Repository
+
     response = login(admin).post(
-        reverse("manage_environment_new"), env_data(target_kind="kubernetes", port=None)
+        reverse("manage_environment_new"), env_data(target_kind="kubernetes", port=None, namespace="shop")
+    )
+    assert response.status_code == 302
+    env = Environment.objects.get()
+    repo = Repository.objects.create(name="api", git_url="/srv/api", image_name="x/api")
+    response = login(admin).post(
+        reverse("manage_placement_new"),
+        {
+            "repository": repo.pk,
+            "environment": env.pk,
+            "target_settings": '{"deployment": "api"}',
+            "enabled": "on",
+        },
     )
     assert response.status_code == 400
-    page = html(response)
-    for field in ("namespace", "deployment", "container"):
-        assert f'id="{field}-errors"' in page
-    assert not Environment.objects.exists()
+    assert "container required, here or in" in html(response)
+    assert not Placement.objects.exists()
 
 
 def test_environment_edit_records_which_fields_changed(admin, dev_env):
@@ -253,7 +267,7 @@ def test_kubeconfig_is_write_only(admin, make_environment):
     assert client.post(url, data).status_code == 302
     env.refresh_from_db()
     assert env.kubeconfig == KUBECONFIG.strip()
-    failed = client.post(url, {**data, "kubeconfig": KUBECONFIG, "namespace": ""})
+    failed = client.post(url, {**data, "kubeconfig": KUBECONFIG, "timeout": "soon"})
     assert failed.status_code == 400 and "kube-TOKEN" not in html(failed)
 
     assert client.post(url, {**data, "clear_kubeconfig": "on"}).status_code == 302

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from deployments import permissions
-from deployments.demo_app import INDEX_HTML, TEST_SH, add_commit, create_demo_repo
+from deployments.demo_app import create_demo_repo, create_hello_repo
 from deployments.models import Environment, Placement, Repository
 
 USERS = {
@@ -26,9 +26,6 @@ ENVIRONMENTS = [
     ("stage", 20, False),
     ("live", 30, True),
 ]
-
-
-HELLO_HTML = INDEX_HTML.replace("Shipmate demo", "the hello app").format(version=1)
 
 
 class Command(BaseCommand):
@@ -46,12 +43,7 @@ class Command(BaseCommand):
             create_demo_repo(repo_path)
         hello_path = Path(settings.STATE_DIR) / "hello-repo"
         if not (hello_path / ".git").exists():
-            create_demo_repo(hello_path)
-            add_commit(
-                hello_path,
-                "Make it the hello app",
-                {"www/index.html": HELLO_HTML, "test.sh": TEST_SH.replace("Shipmate demo", "the hello app")},
-            )
+            create_hello_repo(hello_path)
         with transaction.atomic():
             self._users(passwords)
             groups = {name: Group.objects.get(name=name) for name in USERS.values()}
