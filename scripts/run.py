@@ -11,6 +11,7 @@ it, prints the end of its log, stops the rest and exits non-zero.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import signal
@@ -34,6 +35,15 @@ GRACE = float(os.environ.get("SHIPMATE_STOP_GRACE", "15"))
 NODE = f"shipmate-run@{socket.gethostname()}"
 WORKER = f"{socket.gethostname()}:{NODE}"
 TAIL_LINES = 20
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_supervisor() -> None:
+    """In the child before exec: SIGKILL it if the supervisor dies (kill -9, a crash),
+    so that no worker or web server outlives the `make run` that started it."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class HardStop(Exception):
@@ -101,7 +111,13 @@ class Supervisor:
         log = STATE / f"{name}.log"
         with log.open("ab") as out:
             self.procs[name] = subprocess.Popen(
-                argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_supervisor,
             )
         self.logs[name] = log
 

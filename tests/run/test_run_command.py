@@ -91,9 +91,15 @@ class MakeRun:
         return time.monotonic() - started
 
     def kill(self) -> None:
+        """After a failed test: everything started for this state folder, not only make run."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        for pid in processes_of(Path(self.env["SHIPMATE_STATE_DIR"])):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def processes_of(state: Path) -> dict[int, str]:
@@ -332,3 +338,25 @@ def test_a_process_that_dies_is_named_with_its_log_and_the_rest_is_stopped(
     out = run.output
     assert f"the worker process exited with code -9. Last 20 lines of {state / 'worker.log'}:" in out
     assert "ready." in out.split("Last 20 lines of")[1]  # the end of the worker's own log
+
+
+def test_killing_make_run_takes_its_processes_with_it(tmp_path: Path, run_env: dict[str, str]) -> None:
+    """kill -9 of the supervisor (no chance to clean up): worker, beat and web die with it."""
+    state = Path(run_env["SHIPMATE_STATE_DIR"])
+    run = MakeRun(run_env, tmp_path / "make-run.log")
+    try:
+        run.start()
+        run.wait_ready(f"http://127.0.0.1:{run_env['SHIPMATE_PORT']}")
+        assert run.proc is not None
+        os.kill(run.proc.pid, signal.SIGKILL)  # the supervisor alone, not its group
+        run.proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            left = [c for c in processes_of(state).values() if "celery" in c or "uvicorn" in c]
+            if not left:
+                break
+            time.sleep(0.2)
+        assert not left, left
+    finally:
+        run.kill()
+        subprocess.run([str(ROOT / "scripts" / "services.sh"), "stop", "run"], env=run_env, check=False)
