@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 from django.utils import timezone
 
-from deployments import permissions, urls_manage
+from deployments import permissions, urls
 from deployments.models import AuditEvent, Environment, FreezeWindow, Repository, Variable
 from tests.conftest import free_port
 
@@ -125,7 +125,7 @@ MANAGE_URLS = [
 
 
 def test_every_manage_url_is_covered_by_the_permission_test():
-    names = {p.name for p in urls_manage.urlpatterns if isinstance(p, URLPattern)}
+    names = {p.name for p in urls.manage_urlpatterns if isinstance(p, URLPattern)}
     assert names == set(MANAGE_URLS)
 
 
