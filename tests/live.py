@@ -25,10 +25,20 @@ CHROMIUM_ARGS = [
 SERVER_START_TIMEOUT = 10.0
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now and that this process has not handed out before:
+    the kernel may offer the same free port twice, and two environments of one test
+    (say dev and stage, whose containers start later) must not share it."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @contextmanager

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import tarfile
 import uuid
 
 import docker
 
 BUSYBOX = "/bin/busybox"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def unique_name(prefix: str = "shipmate-test") -> str:

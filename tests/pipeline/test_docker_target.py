@@ -15,7 +15,8 @@ from deployments.pipeline.base import Cancelled, Release, RolloutFailed, TargetE
 from deployments.pipeline.health import check_url_once, wait_http_ok
 from deployments.pipeline.targets import build_target
 from deployments.pipeline.targets.docker import DockerTarget
-from tests.pipeline.images import build_and_push, free_port, httpd_cmd, unique_name
+from tests.live import free_port
+from tests.pipeline.images import build_and_push, httpd_cmd, unique_name
 
 REPOSITORY = "shipmate-test/docker-target"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
