@@ -22,9 +22,8 @@ from .pipeline import docker_client
 from .pipeline.base import Cancelled, Release, StageError
 from .pipeline.runner import BuildPlan, ReleasePlan, RolledBack, run_build, run_release
 from .plans import placement_of, target_for
+from .selectors.runs import approvals_needed, last_successful
 from .services import runs
-from .services.approvals import approvals_needed
-from .services.deployments import last_successful
 
 logger = logging.getLogger(__name__)
 

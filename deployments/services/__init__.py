@@ -1,7 +1,8 @@
 """Database writes. Each service is atomic and writes its audit event in the same
 transaction. Names are <entity>_<action>."""
 
-from .approvals import deployment_approve, deployment_reject, valid_approvals
+from ..selectors.runs import valid_approvals
+from .approvals import deployment_approve, deployment_reject
 from .audit import audit
 from .deployments import (
     DeployRefused,

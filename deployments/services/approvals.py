@@ -10,34 +10,10 @@ from .. import permissions
 from ..logs import publish_status
 from ..models import Approval, Deployment, Status
 from ..plans import placement_of
+from ..selectors.runs import approvals_needed, valid_approvals
 from .audit import audit
 from .deployments import DeployRefused
 from .queue import dispatch_next
-
-
-def valid_approvals(deployment: Deployment, config_hash: str) -> list[Approval]:
-    """Approvals that still bind what would ship now: same commit, digest and
-    configuration, not expired, from distinct people allowed to approve."""
-    seen: set[int] = set()
-    valid = []
-    for approval in deployment.approvals.filter(decision=Approval.Decision.APPROVED).select_related(
-        "approver"
-    ):
-        if approval.is_expired or not approval.binds(deployment, config_hash):
-            continue
-        if approval.approver_id in seen or not permissions.can_approve(approval.approver, deployment):
-            continue
-        if deployment.break_glass_reason and approval.approver_id == deployment.requested_by_id:
-            continue  # break-glass always needs a second person
-        seen.add(approval.approver_id)
-        valid.append(approval)
-    return valid
-
-
-def approvals_needed(deployment: Deployment) -> int:
-    needed = deployment.environment.needed_approvals
-    # A break-glass deploy during a freeze always needs a second person.
-    return max(needed, 1) if deployment.break_glass_reason else needed
 
 
 def _decide(

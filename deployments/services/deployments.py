@@ -13,6 +13,7 @@ from ..models.deployment import STAGE_NAMES
 from ..pipeline import git, history
 from ..pipeline.base import StageError
 from ..pipeline.git import GitError, validate_ref
+from ..selectors.runs import last_successful, rollback_candidate
 from .audit import audit
 from .queue import dispatch_next
 
@@ -183,36 +184,6 @@ def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | Non
 def _reship(built: Deployment, **fields: Any) -> Deployment:
     """Deploy what `built` shipped (same repository, ref, commit and digest) again."""
     return _create(repository=built.repository, ref=built.ref, reuse_of=built, **fields)
-
-
-def last_successful(environment: Environment, *, repository: Repository | None = None) -> Deployment | None:
-    """What the environment runs now (of `repository`, when given), as Shipmate deployed it."""
-    qs = Deployment.objects.filter(environment=environment, status=Status.SUCCEEDED).exclude(image_digest="")
-    if repository is not None:
-        qs = qs.filter(repository=repository)
-    return qs.order_by("-finished_at", "-id").first()
-
-
-def rollback_candidate(
-    environment: Environment, repository: Repository | None = None
-) -> tuple[Deployment | None, Deployment | None]:
-    """(what runs now, the earlier successful release a rollback would ship)."""
-    current = last_successful(environment, repository=repository)
-    if current is None:
-        return None, None
-    previous = (
-        Deployment.objects.filter(
-            environment=environment,
-            repository=current.repository,
-            status=Status.SUCCEEDED,
-            finished_at__lt=current.finished_at,
-        )
-        .exclude(image_digest="")
-        .exclude(image_digest=current.image_digest)
-        .order_by("-finished_at", "-id")
-        .first()
-    )
-    return current, previous
 
 
 def _check_expected(shipping: Deployment, expected_digest: str) -> None:

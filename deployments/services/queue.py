@@ -5,28 +5,11 @@ from __future__ import annotations
 from celery import current_app
 from django.db import transaction
 
-from ..models import Deployment, Status
-from ..models.deployment import WAITING
+from ..selectors.runs import next_waiting, placement_busy
 
 # Published by name, so that this module needs nothing from tasks.py (which imports the
 # run lifecycle, which queues): the worker registers the task under this name.
 RUN_DEPLOYMENT = "deployments.tasks.run_deployment"
-
-
-def next_waiting(environment_id: int, repository_id: int) -> Deployment | None:
-    return (
-        Deployment.objects.filter(
-            environment_id=environment_id, repository_id=repository_id, status__in=WAITING
-        )
-        .order_by("created_at", "id")
-        .first()
-    )
-
-
-def placement_busy(environment_id: int, repository_id: int) -> bool:
-    return Deployment.objects.filter(
-        environment_id=environment_id, repository_id=repository_id, status=Status.RUNNING
-    ).exists()
 
 
 def dispatch_next(environment_id: int, repository_id: int) -> None:

@@ -20,9 +20,9 @@ from ..logs import publish_status
 from ..models import Deployment, Environment, Placement, Stage, StageStatus, Status
 from ..models.deployment import WAITING
 from ..plans import placement_of, target_for
-from .approvals import approvals_needed, valid_approvals
+from ..selectors.runs import approvals_needed, next_waiting, placement_busy, valid_approvals
 from .audit import audit
-from .queue import dispatch_next, next_waiting, placement_busy
+from .queue import dispatch_next
 
 logger = logging.getLogger(__name__)
 BUILD, RELEASE = "build", "release"

@@ -3,6 +3,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from .. import selectors
+from ..models import Repository, Status
 from .common import partial
 
 
@@ -20,8 +21,8 @@ def history(request: HttpRequest) -> HttpResponse:
     context = {
         "deployments": deployments,
         "filters": filters,
-        "repositories": selectors.Repository.objects.values_list("name", flat=True),
+        "repositories": Repository.objects.values_list("name", flat=True),
         "environments": [e.name for e in selectors.visible_environments(request.user)],
-        "statuses": selectors.Status.choices,
+        "statuses": Status.choices,
     }
     return render(request, partial(request, "deployments/history.html", "table"), context)

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from deployments import services
 from deployments.models import AuditEvent, Deployment, FreezeWindow, Status
-from deployments.services.approvals import approvals_needed
+from deployments.selectors import approvals_needed
 
 pytestmark = pytest.mark.django_db
 

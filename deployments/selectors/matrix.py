@@ -1,0 +1,134 @@
+"""The dashboard matrix (applications × environments) and the placement page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, Min, OuterRef, Subquery
+
+from .. import permissions
+from ..models import Deployment, Environment, Placement, Repository, Status
+from ..models.deployment import WAITING
+from .pages import _ACTIVE, _base, visible_environments
+from .runs import last_successful, rollback_candidate
+
+
+@dataclass
+class Cell:
+    """One application in one environment on the dashboard."""
+
+    placement: Placement
+    current: Deployment | None  # what runs there now, as Shipmate deployed it
+    running: Deployment | None
+    queued: int  # waiting or awaiting approval
+    behind: str = ""  # the environment to the left that runs newer code, if any
+    can_deploy: bool = False
+
+
+@dataclass
+class Column:
+    environment: Environment
+    frozen: Any  # the freeze window in force now, or None
+
+
+@dataclass
+class MatrixRow:
+    repository: Repository
+    cells: list[Cell | None]  # one per column; None where the application is not placed
+
+
+def placement_matrix(user: Any) -> tuple[list[Column], list[MatrixRow]]:
+    """Applications × environments, in lifecycle order, in a constant number of queries."""
+    envs = visible_environments(user)
+    ids = [e.pk for e in envs]
+    latest = Deployment.objects.filter(
+        environment=OuterRef("environment"), repository=OuterRef("repository"), status=Status.SUCCEEDED
+    ).order_by("-finished_at", "-id")
+    placements = list(
+        Placement.objects.filter(environment_id__in=ids, enabled=True)
+        .select_related("repository", "environment")
+        .annotate(current_id=Subquery(latest.values("pk")[:1]))
+    )
+    current = _base().in_bulk([p.current_id for p in placements if p.current_id])
+    queued = {
+        (row["environment_id"], row["repository_id"]): row["n"]
+        for row in Deployment.objects.filter(
+            environment_id__in=ids, status__in=[*WAITING, Status.AWAITING_APPROVAL]
+        )
+        .values("environment_id", "repository_id")
+        .annotate(n=Count("id"))
+    }
+    running = {
+        (d.environment_id, d.repository_id): d
+        for d in Deployment.objects.filter(environment_id__in=ids, status=Status.RUNNING)
+    }
+    # When each running commit first appeared: code that appeared later is newer.
+    commits = {d.commit_sha for d in current.values() if d.commit_sha}
+    first_seen = {
+        (row["repository_id"], row["commit_sha"]): row["first"]
+        for row in Deployment.objects.filter(
+            repository_id__in={d.repository_id for d in current.values()}, commit_sha__in=commits
+        )
+        .values("repository_id", "commit_sha")
+        .annotate(first=Min("created_at"))
+    }
+    deployable = {env.pk: permissions.can_deploy(user, env) for env in envs}
+    column = {env.pk: i for i, env in enumerate(envs)}
+    rows: dict[int, MatrixRow] = {}
+    for p in sorted(placements, key=lambda p: p.repository.name):
+        row = rows.setdefault(p.repository_id, MatrixRow(p.repository, [None] * len(envs)))
+        key = (p.environment_id, p.repository_id)
+        row.cells[column[p.environment_id]] = Cell(
+            placement=p,
+            current=current.get(p.current_id) if p.current_id else None,
+            running=running.get(key),
+            queued=queued.get(key, 0),
+            can_deploy=deployable[p.environment_id],
+        )
+    for row in rows.values():
+        _mark_behind(row, first_seen)
+    columns = [Column(env, env.active_freeze()) for env in envs]  # freeze windows are prefetched
+    return columns, list(rows.values())
+
+
+def _mark_behind(row: MatrixRow, first_seen: dict[tuple[int, str], Any]) -> None:
+    """Mark a cell that runs older code than the nearest placed cell to its left."""
+    left: Cell | None = None
+    for cell in row.cells:
+        if cell is None:
+            continue
+        if (
+            left is not None
+            and left.current
+            and cell.current
+            and left.current.commit_sha != cell.current.commit_sha
+        ):
+            mine = first_seen.get((row.repository.pk, cell.current.commit_sha))
+            theirs = first_seen.get((row.repository.pk, left.current.commit_sha))
+            if mine and theirs and theirs > mine:
+                cell.behind = left.placement.environment.name
+        left = cell
+
+
+def placement_overview(user: Any, placement: Placement) -> dict[str, Any]:
+    """The placement page: its queue, history, and what a rollback or a promotion would ship."""
+    env, repo = placement.environment, placement.repository
+    mine = _base().filter(environment=env, repository=repo)
+    current, rollback_to = rollback_candidate(env, repo)
+    earlier = (
+        Placement.objects.filter(repository=repo, enabled=True, environment__order__lt=env.order)
+        .select_related("environment")
+        .order_by("-environment__order")
+        .first()
+    )
+    promote_from = last_successful(earlier.environment, repository=repo) if earlier else None
+    if promote_from is not None and not permissions.can_view_environment(user, earlier.environment):
+        promote_from = None
+    return {
+        "current": current,
+        "rollback_to": rollback_to,
+        "promote_from": promote_from,
+        "active": list(mine.filter(status__in=_ACTIVE).order_by("created_at", "id")),
+        "history": list(mine.order_by("-created_at", "-id")[:50]),
+    }
