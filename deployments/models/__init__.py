@@ -1,5 +1,5 @@
 from .audit import AuditEvent
-from .deployment import Approval, Deployment, LogLine, Stage, StageStatus, Status, Trigger
+from .deployment import Approval, Deployment, LogLine, Phase, Stage, StageStatus, Status, Trigger
 from .environment import Environment, FreezeWindow, TargetKind, Variable
 from .placement import Placement, PlacementVariable
 from .repository import Repository
@@ -15,6 +15,7 @@ __all__ = [
     "PlacementVariable",
     "Repository",
     "Stage",
+    "Phase",
     "StageStatus",
     "Status",
     "TargetKind",

@@ -17,6 +17,8 @@ class Status(models.TextChoices):
     RUNNING = "running", "Running"
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     APPROVED = "approved", "Approved"
+    # Built and tested ahead of its turn; waits for the placement's rollouts before it.
+    READY = "ready", "Ready, waiting for its turn"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
@@ -25,8 +27,19 @@ class Status(models.TextChoices):
 
 
 FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ROLLED_BACK, Status.REJECTED}
-# Waiting for a worker: a fresh request, or an approved one that still has to roll out.
-WAITING = {Status.QUEUED, Status.APPROVED}
+# Waiting for a worker: a fresh request (to build), or a built or approved one that still
+# has to roll out.
+WAITING = {Status.QUEUED, Status.APPROVED, Status.READY}
+# Waiting for their turn to roll out: built (or approved), not yet rolling out.
+RELEASABLE = {Status.APPROVED, Status.READY}
+
+
+class Phase(models.TextChoices):
+    """What a running deployment does: builds may run ahead, rollouts go one at a time."""
+
+    NONE = "", "Not running"
+    BUILD = "build", "Checkout, build, test, push"
+    RELEASE = "release", "Rollout and verify"
 
 
 class Trigger(models.TextChoices):
@@ -76,6 +89,7 @@ class Deployment(models.Model):
         help_text="What the environment ran when this deployment rolled out.",
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    phase = models.CharField(max_length=10, choices=Phase.choices, blank=True, default=Phase.NONE)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     # Why the run was stopped when nobody clicked Cancel (the worker shut down), for its message.
@@ -105,7 +119,10 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["environment", "status"])]
+        indexes = [
+            models.Index(fields=["environment", "status"]),
+            models.Index(fields=["environment", "repository", "status"], name="deployment_placement_status"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.repository} {self.ref} → {self.environment}"
