@@ -1,64 +1,28 @@
-"""Glue between the plain-Python pipeline and the database: builds the plans
-from models, records stages and logs, keeps the lease alive, settles the status."""
+"""The orchestrator of one claimed run: the lifecycle (services/lifecycle.py) claims and
+settles it, plans.py turns the models into plans, the pipeline runs them, and the
+recorder here stores stages and log lines as they happen."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from . import crypto
 from .logs import LogWriter, Masker
-from .models import Deployment, Placement, Stage, StageStatus, Status
-from .pipeline import docker_client
-from .pipeline.base import Cancelled, Release, StageError
-from .pipeline.runner import BuildPlan, ReleasePlan, RolledBack, run_build, run_release
-from .plans import placement_of, target_for
+from .models import Deployment, Phase, Stage, StageStatus, Status
+from .pipeline.base import Cancelled, StageError
+from .pipeline.runner import RolledBack, run_build, run_release
+from .plans import build_plan, placement_of, release_plan, secrets_of
 from .selectors.runs import approvals_needed, last_successful
-from .services import runs
+from .services import lifecycle
+from .services.lifecycle import Heartbeat
 
 logger = logging.getLogger(__name__)
-
-
-class Heartbeat(threading.Thread):
-    """Extends the lease while the run is alive and notices a cancel request."""
-
-    def __init__(self, deployment_id: int, token: str, interval: float = 0.5) -> None:
-        super().__init__(name=f"heartbeat-{deployment_id}", daemon=True)
-        self.deployment_id = deployment_id
-        self.token = token
-        self.interval = interval
-        self.cancelled = threading.Event()
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._done.wait(self.interval):
-                try:
-                    owned, cancel = runs.deployment_heartbeat(
-                        deployment_id=self.deployment_id, token=self.token
-                    )
-                except Exception:  # a busy database must not kill the run
-                    logger.warning("heartbeat for deployment %s failed", self.deployment_id, exc_info=True)
-                    continue
-                if cancel or not owned:
-                    # Not owned: the reaper settled or requeued the run; stop touching it.
-                    self.cancelled.set()
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self._done.set()
-        if self.is_alive():
-            self.join(timeout=5)
 
 
 class DbRecorder:
@@ -132,128 +96,13 @@ class DbRecorder:
         return earlier.image_digest
 
 
-def build_plan(deployment: Deployment) -> BuildPlan:
-    repo = deployment.repository
-    current = last_successful(deployment.environment, repository=repo)
-    docker_host = settings.DOCKER_HOST or None
-    settings.WORK_DIR.mkdir(parents=True, exist_ok=True)
-    auth = None
-    if settings.REGISTRY_USERNAME:
-        auth = {"username": settings.REGISTRY_USERNAME, "password": settings.REGISTRY_PASSWORD}
-    return BuildPlan(
-        repo_url=repo.git_url,
-        ref=deployment.ref,
-        image_repository=f"{settings.REGISTRY}/{repo.image_name}",
-        dockerfile_path=repo.dockerfile_path,
-        build_context=repo.build_context,
-        test_command=repo.test_command,
-        dockerfile_repo_url=repo.dockerfile_repo_url,
-        dockerfile_repo_ref=repo.dockerfile_repo_ref,
-        allowed_protocols=tuple(settings.GIT_ALLOWED_PROTOCOLS),
-        build_network_mode=settings.BUILD_NETWORK_MODE,
-        test_timeout=float(settings.TEST_TIMEOUT),
-        work_dir=settings.WORK_DIR,
-        known_commit=deployment.commit_sha if deployment.image_digest else "",
-        known_digest=deployment.image_digest,
-        previous_commit=current.commit_sha if current else "",
-        history_dir=repo.history_dir,
-        docker=lambda: docker_client.connect(docker_host),
-        registry_auth=auth,
-    )
-
-
-def _release(deployment: Deployment, image: str) -> Release:
-    """The release as it would ship now: the placement's current variables (the
-    environment's, overridden by the placement's own)."""
-    placement = placement_of(deployment)
-    variables = placement.config_variables()
-    return _as_release(
-        deployment,
-        image,
-        {v.name: v.value for v in variables},
-        frozenset(v.name for v in variables if v.is_secret),
-        # Keyed (see Environment.config_snapshot), so a low-entropy secret cannot be
-        # guessed from the annotation a cluster shows to anyone who reads the Deployment.
-        placement.config_hash()[:16],
-    )
-
-
-def _previous_release(good: Deployment) -> Release:
-    """What `good` rolled out, variables included, so a rollback restores its configuration."""
-    recorded = good.released_variables()
-    if recorded is None:  # deployed before variables were recorded
-        return _release(good, good.image_digest)
-    variables, secret_names = recorded
-    return _as_release(good, good.image_digest, variables, secret_names, good.config_hash[:16])
-
-
-def _as_release(
-    deployment: Deployment,
-    image: str,
-    variables: dict[str, str],
-    secret_names: frozenset[str],
-    config_hash: str,
-) -> Release:
-    return Release(
-        image=image,
-        variables=variables,
-        secret_names=secret_names,
-        config_hash=config_hash,
-        annotations={
-            "deployment_id": str(deployment.pk),
-            "commit": deployment.commit_sha,
-            "user": deployment.requested_by.get_username() if deployment.requested_by else "system",
-        },
-    )
-
-
-def _smoke_url(placement: Placement, settings: dict[str, Any], from_file: dict[str, Any]) -> str:
-    """The placement's smoke URL, with the path the commit's shipmate.yaml gives."""
-    path = from_file.get("smoke_path")
-    if not path:
-        return placement.effective_smoke_url
-    if placement.effective_smoke_url:
-        parts = urlsplit(placement.effective_smoke_url)
-        return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    if placement.environment.target_kind == "docker" and settings.get("port"):
-        host = settings.get("health_host") or "127.0.0.1"
-        return f"http://{host}:{settings['port']}{path}"
-    return ""
-
-
-def release_plan(deployment: Deployment) -> ReleasePlan:
-    env = deployment.environment
-    placement = placement_of(deployment)
-    from_file = deployment.pipeline_file or {}
-    good = last_successful(env, repository=deployment.repository)
-    return ReleasePlan(
-        target=target_for(placement, health_path=from_file.get("health_path")),
-        release=_release(deployment, deployment.image_digest),
-        previous=_previous_release(good) if good else None,
-        smoke_url=_smoke_url(placement, placement.effective_settings, from_file),
-    )
-
-
-def _secrets(deployment: Deployment) -> list[str]:
-    values = placement_of(deployment).secret_values()
-    # A rollback may restore older secret values; mask those too.
-    good = last_successful(deployment.environment, repository=deployment.repository)
-    recorded = good.released_variables() if good else None
-    if recorded:
-        variables, secret_names = recorded
-        values += [variables[name] for name in secret_names if variables.get(name)]
-    if settings.REGISTRY_PASSWORD:
-        values.append(settings.REGISTRY_PASSWORD)
-    return values
-
-
 class BackToApproval(Exception):
     """The approvals no longer bind what would ship; people must decide again."""
 
 
 def execute(deployment_id: int, *, worker: str) -> str:
     """Run what is next for one deployment. Returns the status it ended in."""
-    claimed = runs.deployment_claim(deployment_id=deployment_id, worker=worker)
+    claimed = lifecycle.deployment_claim(deployment_id=deployment_id, worker=worker)
     if claimed is None:
         return "not claimed"
     deployment, phase = claimed
@@ -265,7 +114,7 @@ def execute(deployment_id: int, *, worker: str) -> str:
     rec: DbRecorder | None = None
     try:
         # Inside the try: a secret that cannot be decrypted must fail the run, not strand it.
-        secrets = _secrets(deployment)
+        secrets = secrets_of(deployment)
         writer = LogWriter(deployment.pk, secrets=secrets)
         heartbeat.start()
         rec = DbRecorder(deployment, writer, heartbeat)
@@ -293,9 +142,9 @@ def execute(deployment_id: int, *, worker: str) -> str:
             writer.line(error)
         writer.close()
     if status == Status.AWAITING_APPROVAL:
-        runs.deployment_await_approval(deployment=deployment, token=token, reason=error)
-    else:
-        runs.deployment_finish(deployment=deployment, status=status, error=error, token=token)
+        lifecycle.deployment_await_approval(deployment=deployment, token=token, reason=error)
+    elif status != Status.READY:  # a Ready run was parked by its turn request
+        lifecycle.deployment_finish(deployment=deployment, status=status, error=error, token=token)
     return status
 
 
@@ -308,7 +157,7 @@ def _cancel_message(deployment_id: int, rec: DbRecorder | None) -> str:
 
 
 def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: LogWriter) -> str:
-    if phase == runs.BUILD:
+    if phase == Phase.BUILD:
         rec.record(build_key=deployment.repository.build_key)
         run_build(build_plan(deployment), rec)
         if approvals_needed(deployment) > 0:
@@ -318,9 +167,15 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
             )
             return Status.AWAITING_APPROVAL
         rec.skip("approval", "not required")
+        _stop_if_cancelled(deployment, rec)
+        # Built ahead of its turn: roll out now if first in line, or wait as Ready.
+        writer.flush()
+        if not lifecycle.deployment_take_turn(deployment=deployment, token=rec.heartbeat.token):
+            writer.line(f"Built and tested; waiting for the rollouts before it on {placement_of(deployment)}")
+            return Status.READY
     _stop_if_cancelled(deployment, rec)
-    reason, approved_hash = runs.deployment_gate(deployment=deployment)
-    if reason and phase == runs.RELEASE:
+    reason, approved_hash = lifecycle.deployment_gate(deployment=deployment)
+    if reason and phase == Phase.RELEASE:
         raise BackToApproval(f"not rolling out: {reason}")
     if reason:
         raise StageError(f"not rolling out: {reason}")
@@ -330,7 +185,7 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
         placement = placement_of(deployment)
         if approvals_needed(deployment) and placement.config_hash() != approved_hash:
             raise BackToApproval("not rolling out: the configuration changed after the approval check")
-        if phase == runs.RELEASE:
+        if phase == Phase.RELEASE:
             Stage.objects.filter(deployment=deployment, name="approval").update(
                 status=StageStatus.SUCCEEDED, finished_at=timezone.now()
             )
@@ -354,5 +209,5 @@ def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: Log
 
 def _stop_if_cancelled(deployment: Deployment, rec: DbRecorder) -> None:
     # The heartbeat polls twice a second; between phases a click may be newer than that.
-    if rec.should_stop() or runs.cancel_requested(deployment.pk):
+    if rec.should_stop() or lifecycle.cancel_requested(deployment.pk):
         raise Cancelled()

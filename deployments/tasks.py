@@ -11,7 +11,7 @@ from celery.signals import worker_init, worker_shutting_down
 from django.db import connection
 
 from . import execution
-from .services import runs
+from .services import lifecycle
 from .services.queue import RUN_DEPLOYMENT
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def run_deployment(deployment_id: int) -> str:
 
 @shared_task(name="deployments.tasks.reap")
 def reap() -> dict[str, int]:
-    return runs.reap()
+    return lifecycle.reap()
 
 
 @worker_shutting_down.connect
@@ -37,7 +37,7 @@ def cancel_runs_on_shutdown(sender: str, **kwargs: Any) -> None:
     """A stopping worker (SIGTERM, Ctrl-C) cancels its runs, so that its warm shutdown
     ends within seconds with a readable reason instead of waiting out a test stage."""
     try:
-        stopped = runs.deployments_interrupt(worker=worker_name(sender))
+        stopped = lifecycle.deployments_interrupt(worker=worker_name(sender))
         if stopped:
             logger.warning("worker %s is stopping: cancelling %d running deployment(s)", sender, stopped)
     except Exception:  # the shutdown must go on even if the database is gone
@@ -52,7 +52,7 @@ def settle_runs_of_a_previous_life(sender: Any, **kwargs: Any) -> None:
     or a second Ctrl-C): no process of this name runs them now, so settle them before
     consuming anything."""
     try:
-        settled = runs.deployments_settle_stopped(worker=worker_name(sender.hostname))
+        settled = lifecycle.deployments_settle_stopped(worker=worker_name(sender.hostname))
         if settled:
             logger.warning("settled %d deployment(s) cut off when %s last stopped", settled, sender.hostname)
     except Exception:  # a worker that cannot reach the database fails later, with a clearer error

@@ -19,8 +19,10 @@ from .pages import (
 )
 from .runs import (
     approvals_needed,
+    hold_reason,
+    in_line,
     last_successful,
-    next_waiting,
+    next_in_line,
     placement_busy,
     rollback_candidate,
     valid_approvals,
@@ -43,7 +45,9 @@ __all__ = [
     "deployment_history",
     "environment_overview",
     "last_successful",
-    "next_waiting",
+    "hold_reason",
+    "in_line",
+    "next_in_line",
     "placement_busy",
     "placement_matrix",
     "placement_overview",

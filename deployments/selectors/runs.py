@@ -3,8 +3,10 @@ which approvals still bind. Services and the worker call them; they write nothin
 
 from __future__ import annotations
 
+from django.db.models import Q, QuerySet
+
 from .. import permissions
-from ..models import Approval, Deployment, Environment, Repository, Status
+from ..models import Approval, Deployment, Environment, Phase, Placement, Repository, Status
 from ..models.deployment import WAITING
 
 
@@ -38,20 +40,45 @@ def rollback_candidate(
     return current, previous
 
 
-def next_waiting(environment_id: int, repository_id: int) -> Deployment | None:
-    return (
-        Deployment.objects.filter(
-            environment_id=environment_id, repository_id=repository_id, status__in=WAITING
-        )
-        .order_by("created_at", "id")
-        .first()
-    )
+def in_line(environment_id: int, repository_id: int) -> QuerySet[Deployment]:
+    """The placement's deployments waiting to roll out, in request order: queued,
+    building, built (Ready) and approved ones. Awaiting approval does not hold the line."""
+    return Deployment.objects.filter(
+        Q(status__in=WAITING) | Q(status=Status.RUNNING, phase=Phase.BUILD),
+        environment_id=environment_id,
+        repository_id=repository_id,
+    ).order_by("created_at", "id")
+
+
+def next_in_line(environment_id: int, repository_id: int) -> Deployment | None:
+    """The deployment whose rollout comes next on the placement (it may still be building)."""
+    return in_line(environment_id, repository_id).first()
 
 
 def placement_busy(environment_id: int, repository_id: int) -> bool:
+    """A rollout runs on the placement now (builds running ahead do not count)."""
     return Deployment.objects.filter(
-        environment_id=environment_id, repository_id=repository_id, status=Status.RUNNING
+        environment_id=environment_id,
+        repository_id=repository_id,
+        status=Status.RUNNING,
+        phase=Phase.RELEASE,
     ).exists()
+
+
+def hold_reason(environment: Environment, placement: Placement | None, *, break_glass: bool) -> str | None:
+    """Why nothing may roll out to the placement now (its own lock, the environment's lock,
+    a freeze window that a break-glass deployment may pass), or None. The one statement
+    of the rule: the Deploy form, the request service and the worker's gate ask here."""
+    if placement is not None and placement.is_locked:
+        who = placement.locked_by.get_username() if placement.locked_by else "someone"
+        return f"{placement} is locked by {who}: {placement.locked_reason}"
+    if environment.is_locked:
+        who = environment.locked_by.get_username() if environment.locked_by else "someone"
+        return f"{environment} is locked by {who}: {environment.locked_reason}"
+    freeze = environment.active_freeze()
+    if freeze and not break_glass:
+        return f"{environment} is in a freeze window ({freeze.reason})"
+    return None
 
 
 def valid_approvals(deployment: Deployment, config_hash: str) -> list[Approval]:

@@ -7,13 +7,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import permissions
-from ..logs import publish_status
 from ..models import Approval, Deployment, Status
 from ..plans import placement_of
 from ..selectors.runs import approvals_needed, valid_approvals
 from .audit import audit
 from .deployments import DeployRefused
-from .queue import dispatch_next
+from .lifecycle import transition
 
 
 def _decide(
@@ -55,10 +54,7 @@ def deployment_approve(
     deployment = approval.deployment
     audit(user, "deployment.approve", deployment, source_ip=source_ip, comment=approval.comment)
     if len(valid_approvals(deployment, approval.config_hash)) >= approvals_needed(deployment):
-        deployment.status = Status.APPROVED
-        deployment.save(update_fields=["status"])
-        publish_status(deployment.pk, Status.APPROVED)
-        dispatch_next(deployment.environment_id, deployment.repository_id)
+        transition(deployment, Status.APPROVED, expect={"status": Status.AWAITING_APPROVAL}, record=False)
     return approval
 
 
@@ -76,11 +72,12 @@ def deployment_reject(
         source_ip=source_ip,
     )
     deployment = approval.deployment
-    deployment.status = Status.REJECTED
-    deployment.finished_at = timezone.now()
-    deployment.error = f"Rejected by {user.get_username()}: {approval.comment}"
-    deployment.save(update_fields=["status", "finished_at", "error"])
-    deployment.stages.filter(status__in=["pending", "running"]).update(status="cancelled")
+    transition(
+        deployment,
+        Status.REJECTED,
+        expect={"status": Status.AWAITING_APPROVAL},
+        error=f"Rejected by {user.get_username()}: {approval.comment}",
+        record=False,
+    )
     audit(user, "deployment.reject", deployment, source_ip=source_ip, comment=approval.comment)
-    publish_status(deployment.pk, Status.REJECTED, end=True)
     return approval

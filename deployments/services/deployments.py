@@ -4,18 +4,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from .. import permissions
-from ..logs import discard_stream, publish_status
+from ..logs import discard_stream
 from ..models import Deployment, Environment, Placement, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
 from ..pipeline import git, history
 from ..pipeline.base import StageError
 from ..pipeline.git import GitError, validate_ref
-from ..selectors.runs import last_successful, rollback_candidate
+from ..selectors.runs import hold_reason, last_successful, rollback_candidate
 from .audit import audit
-from .queue import dispatch_next
+from .lifecycle import transition
+from .queue import dispatch_build
 
 
 class DeployRefused(Exception):
@@ -50,15 +50,11 @@ def older_code_warning(*, repository: Repository, environment: Environment, ref:
 def _check_can_deploy(*, user: Any, environment: Environment, break_glass_reason: str) -> None:
     if not permissions.can_deploy(user, environment):
         raise DeployRefused(f"You may not deploy to {environment}.")
-    if environment.is_locked:
-        who = environment.locked_by.get_username() if environment.locked_by else "someone"
-        raise DeployRefused(f"{environment} is locked by {who}: {environment.locked_reason}")
-    freeze = environment.active_freeze()
-    if freeze and not break_glass_reason.strip():
-        raise DeployRefused(
-            f"{environment} is in a freeze window ({freeze.reason}). "
-            "A break-glass deploy needs a written reason and a second person's approval."
-        )
+    held = hold_reason(environment, None, break_glass=bool(break_glass_reason.strip()))
+    if held and environment.active_freeze() and not environment.is_locked:
+        held += ". A break-glass deploy needs a written reason and a second person's approval."
+    if held:
+        raise DeployRefused(held)
 
 
 def _create(
@@ -77,9 +73,8 @@ def _create(
     placement = Placement.objects.filter(repository=repository, environment=environment, enabled=True).first()
     if placement is None:
         raise DeployRefused(f"{repository} is not placed in {environment}: an admin adds it there first.")
-    if placement.is_locked:
-        who = placement.locked_by.get_username() if placement.locked_by else "someone"
-        raise DeployRefused(f"{placement} is locked by {who}: {placement.locked_reason}")
+    if placement.is_locked:  # the environment's lock and freeze were checked before
+        raise DeployRefused(hold_reason(environment, placement, break_glass=True) or "")
     freeze = environment.active_freeze()
     deployment = Deployment.objects.create(
         repository=repository,
@@ -113,7 +108,7 @@ def _create(
         reason=deployment.break_glass_reason,
         freeze=freeze.reason if freeze else "",
     )
-    dispatch_next(environment.pk, repository.pk)
+    dispatch_build(deployment.pk)
     return deployment
 
 
@@ -169,14 +164,13 @@ def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | Non
         deployment.cancel_requested = True
         deployment.save(update_fields=["cancel_requested"])
     else:
-        deployment.status = Status.CANCELLED
-        deployment.finished_at = timezone.now()
-        deployment.error = f"Cancelled by {user.get_username()}."
-        deployment.save(update_fields=["status", "finished_at", "error"])
-        # Pending stages, and the approval stage of a run that was waiting for people.
-        deployment.stages.filter(status__in=["pending", "running"]).update(status="cancelled")
-        publish_status(deployment.pk, Status.CANCELLED, end=True)
-        dispatch_next(deployment.environment_id, deployment.repository_id)
+        transition(
+            deployment,
+            Status.CANCELLED,
+            expect={"status": deployment.status},
+            error=f"Cancelled by {user.get_username()}.",
+            record=False,
+        )
     audit(user, "deployment.cancel", deployment, source_ip=source_ip)
     return deployment
 

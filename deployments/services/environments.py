@@ -10,6 +10,7 @@ from .. import permissions
 from ..models import Environment, Placement
 from .audit import audit
 from .deployments import DeployRefused
+from .queue import dispatch_waiting
 
 
 @transaction.atomic
@@ -51,6 +52,7 @@ def environment_unlock(*, user: Any, environment: Environment, source_ip: str | 
     environment.lock_expires_at = None
     environment.save(update_fields=["locked_by", "locked_reason", "locked_at", "lock_expires_at"])
     audit(user, "environment.unlock", environment, source_ip=source_ip)
+    dispatch_waiting(environment.pk)  # the held queues move on now, not at the next reap
     return environment
 
 
@@ -76,4 +78,5 @@ def placement_unlock(*, user: Any, placement: Placement, source_ip: str | None =
     placement.locked_by, placement.locked_reason, placement.locked_at = None, "", None
     placement.save(update_fields=["locked_by", "locked_reason", "locked_at"])
     audit(user, "placement.unlock", placement, source_ip=source_ip)
+    dispatch_waiting(placement.environment_id, placement.repository_id)
     return placement

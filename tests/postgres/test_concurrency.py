@@ -1,5 +1,6 @@
-"""One run per environment, in FIFO order, when many claimers race on PostgreSQL
-(READ COMMITTED): threads calling the claim directly, then two real Celery workers."""
+"""One rollout per placement, in FIFO order, with builds running ahead, when many
+claimers race on PostgreSQL (READ COMMITTED): threads calling the claim directly, then
+two real Celery workers."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from celery import signals
 from django.db import connection
 
 from deployments import services
-from deployments.models import Deployment, Status
-from deployments.services import runs
+from deployments.models import Deployment, Phase, Status
+from deployments.services import lifecycle
 from tests.services.test_deployment_run import FINAL, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -37,7 +38,7 @@ def race_claims(candidates: list[int], *, aim_at: list[int]) -> list[int]:
         target = aim_at[(i // 2) % len(aim_at)] if i % 2 == 0 else random.choice(candidates)
         try:
             barrier.wait(timeout=10)
-            if runs.deployment_claim(deployment_id=target, worker=f"w{i}") is not None:
+            if lifecycle.deployment_claim(deployment_id=target, worker=f"w{i}") is not None:
                 claimed.append(target)
         except BaseException as exc:  # surfaced in the test thread below
             errors.append(exc)
@@ -53,19 +54,25 @@ def race_claims(candidates: list[int], *, aim_at: list[int]) -> list[int]:
     return claimed
 
 
-def running_in(environment: Any) -> list[int]:
+def running_in(environment: Any, phase: str = Phase.RELEASE) -> list[int]:
     return list(
-        Deployment.objects.filter(environment=environment, status=Status.RUNNING).values_list("pk", flat=True)
+        Deployment.objects.filter(environment=environment, status=Status.RUNNING, phase=phase).values_list(
+            "pk", flat=True
+        )
     )
 
 
-def test_claims_race_from_many_threads_and_only_the_head_wins(
+def test_rollout_claims_race_from_many_threads_and_only_the_head_wins(
     high_ids, private_queue, dev, repository, dev_env
 ):
+    digest = "r/demo@sha256:" + "b" * 64
     ids = [
-        Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev).pk
+        Deployment.objects.create(
+            repository=repository, environment=dev_env, ref="main", requested_by=dev,
+            status=Status.READY, image_digest=digest,
+        ).pk
         for _ in range(8)
-    ]
+    ]  # fmt: skip
     waiting = list(ids)
     rounds = 0
     while waiting:
@@ -77,17 +84,56 @@ def test_claims_race_from_many_threads_and_only_the_head_wins(
         if not claimed:
             continue
         assert claimed == [waiting[0]], "a deployment other than the FIFO head was claimed"
-        # While it runs, nobody else may start in this environment, the head included.
+        # While it rolls out, nobody else may start rolling out there, the head included.
         assert race_claims(ids, aim_at=waiting[:2]) == []
         assert running_in(dev_env) == claimed
         deployment = Deployment.objects.get(pk=claimed[0])
-        runs.deployment_finish(deployment=deployment, status=Status.SUCCEEDED, token=deployment.claim_token)
+        lifecycle.deployment_finish(
+            deployment=deployment, status=Status.SUCCEEDED, token=deployment.claim_token
+        )
         waiting.pop(0)
 
     done = Deployment.objects.filter(pk__in=ids)
     assert set(done.values_list("status", flat=True)) == {Status.SUCCEEDED}
     assert list(done.order_by("started_at").values_list("pk", flat=True)) == ids
     assert all(d.attempts == 1 for d in done)
+
+
+def test_build_claims_race_and_each_build_runs_once(high_ids, private_queue, dev, repository, dev_env):
+    ids = [
+        Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev).pk
+        for _ in range(8)
+    ]
+    claimed: list[int] = []
+    for _ in range(4):  # every thread aims at some deployment; all of them are free to build
+        claimed += race_claims(ids, aim_at=ids)
+    assert sorted(claimed) == sorted(set(claimed)), "a build was claimed twice"
+    assert set(claimed) == set(ids)
+    assert sorted(running_in(dev_env, Phase.BUILD)) == sorted(ids)
+    assert running_in(dev_env) == []
+
+
+def stage_times(deployment: Deployment) -> dict[str, Any]:
+    return {s.name: s for s in deployment.stages.all()}
+
+
+def rollout_window(deployment: Deployment) -> tuple[Any, Any]:
+    stages = stage_times(deployment)
+    return stages["rollout"].started_at, stages["verify"].finished_at or stages["rollout"].finished_at
+
+
+def build_window(deployment: Deployment) -> tuple[Any, Any]:
+    stages = stage_times(deployment)
+    return stages["checkout"].started_at, stages["push"].finished_at
+
+
+def assert_rollouts_in_fifo_order(runs_here: list[Deployment], where: str) -> None:
+    by_rollout = sorted(runs_here, key=lambda d: rollout_window(d)[0])
+    assert [d.pk for d in by_rollout] == [d.pk for d in runs_here], f"{where} did not roll out in FIFO order"
+    for before, after in zip(by_rollout, by_rollout[1:], strict=False):
+        assert rollout_window(before)[1] <= rollout_window(after)[0], (
+            f"#{before.pk} and #{after.pk} rolled out at the same time in {where}"
+        )
 
 
 @pytest.fixture
@@ -156,11 +202,7 @@ def test_two_real_workers_run_one_environment_in_fifo_order(
 
     assert [d.status for d in finished] == [Status.SUCCEEDED] * len(plan), [d.error for d in finished]
     for env in (busy, other):
-        runs_here = [d for d in finished if d.environment_id == env.pk]
-        by_start = sorted(runs_here, key=lambda d: d.started_at)
-        assert [d.pk for d in by_start] == [d.pk for d in runs_here], f"{env} did not run in FIFO order"
-        for before, after in zip(by_start, by_start[1:], strict=False):
-            assert before.finished_at <= after.started_at, f"#{before.pk} and #{after.pk} overlapped in {env}"
+        assert_rollouts_in_fifo_order([d for d in finished if d.environment_id == env.pk], str(env))
     # Both workers took part: with each worker holding one message at a time, the
     # second environment's run goes to whichever worker is not busy with the first.
     deadline = time.monotonic() + 10  # the task returns a moment after it commits the status
@@ -201,9 +243,40 @@ def test_two_placements_in_one_environment_run_side_by_side_each_in_fifo_order(
     assert [d.status for d in finished] == [Status.SUCCEEDED] * len(plan), [d.error for d in finished]
     per_app = {r.pk: [d for d in finished if d.repository_id == r.pk] for r in (repository, hello)}
     for app_runs in per_app.values():
-        by_start = sorted(app_runs, key=lambda d: d.started_at)
-        assert [d.pk for d in by_start] == [d.pk for d in app_runs], "a placement did not run in FIFO order"
-        for before, after in zip(by_start, by_start[1:], strict=False):
-            assert before.finished_at <= after.started_at, f"#{before.pk} and #{after.pk} overlapped"
+        assert_rollouts_in_fifo_order(app_runs, "a placement")
     # One environment, two applications: their runs overlapped (one worker each).
     assert _overlapped(per_app[repository.pk], per_app[hello.pk])
+    assert any(
+        _windows_overlap(rollout_window(a), rollout_window(b))
+        for a in per_app[repository.pk]
+        for b in per_app[hello.pk]
+    ), "the two applications never rolled out at the same time"
+
+
+def _windows_overlap(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_builds_run_ahead_while_one_placement_rolls_out_in_fifo_order(
+    high_ids, two_workers, ran_on, dev, repository, make_environment
+):
+    """Two workers, one placement: the second request builds and tests while the first
+    one builds or rolls out, yet the rollouts go one at a time, in request order."""
+    env = make_environment("ahead")
+    repository.test_command = "sh -c 'sh /app/test.sh; sleep 1.5'"
+    repository.save()
+    requested = [
+        services.deployment_request(user=dev, repository=repository, environment=env, ref=ref)
+        for ref in ("main", "v1.0", "main", "v1.0")
+    ]
+    finished = [wait_for(d, FINAL, timeout=180) for d in requested]
+
+    assert [d.status for d in finished] == [Status.SUCCEEDED] * len(finished), [d.error for d in finished]
+    assert_rollouts_in_fifo_order(finished, str(env))
+    # Builds ran ahead: a later request was building while an earlier one was still on its way.
+    ahead = [
+        (a.pk, b.pk)
+        for a, b in zip(finished, finished[1:], strict=False)
+        if build_window(b)[0] < rollout_window(a)[1] and build_window(b)[1] is not None
+    ]
+    assert ahead, "no build ran ahead of the rollout before it"

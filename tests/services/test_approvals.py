@@ -11,7 +11,7 @@ from deployments import services
 from deployments.execution import execute
 from deployments.models import Approval, AuditEvent, Deployment, Stage, Status
 from deployments.models.deployment import STAGE_NAMES
-from deployments.services import runs
+from deployments.services import lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def test_release_manager_approval_makes_the_deployment_ready_to_roll_out(dev, re
     approval = Approval.objects.get()
     assert (approval.commit_sha, approval.image_digest) == (d.commit_sha, d.image_digest)
     assert approval.config_hash == live_env.placements.get(repository=d.repository).config_hash()
-    assert runs.deployment_gate(deployment=d)[0] is None
+    assert lifecycle.deployment_gate(deployment=d)[0] is None
     assert AuditEvent.objects.filter(action="deployment.approve", actor=release).exists()
 
 
@@ -87,7 +87,7 @@ def test_a_new_digest_voids_the_approval(dev, release, repository, live_env):
     services.deployment_approve(user=release, deployment=d)
     Deployment.objects.filter(pk=d.pk).update(image_digest=DIGEST.replace("1" * 64, "2" * 64))
     d.refresh_from_db()
-    assert "needs 1 valid approval" in runs.deployment_gate(deployment=d)[0]
+    assert "needs 1 valid approval" in lifecycle.deployment_gate(deployment=d)[0]
 
 
 def test_a_configuration_change_voids_the_approval(dev, release, repository, live_env):
@@ -96,14 +96,14 @@ def test_a_configuration_change_voids_the_approval(dev, release, repository, liv
     var = live_env.variables.create(name="FEATURE", is_secret=True)
     var.set_value("on")
     var.save()
-    assert runs.deployment_gate(deployment=d)[0] is not None
+    assert lifecycle.deployment_gate(deployment=d)[0] is not None
 
 
 def test_an_expired_approval_cannot_be_used(dev, release, repository, live_env):
     d = awaiting(repository, live_env, dev)
     services.deployment_approve(user=release, deployment=d)
     Approval.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert runs.deployment_gate(deployment=d)[0] is not None
+    assert lifecycle.deployment_gate(deployment=d)[0] is not None
 
 
 def test_rejection_ends_the_deployment_with_the_reason(dev, release, repository, live_env):

@@ -12,7 +12,7 @@ from deployments import services
 from deployments.execution import execute
 from deployments.models import Deployment, Repository, Stage, Status
 from deployments.models.deployment import STAGE_NAMES
-from deployments.services import runs
+from deployments.services import lifecycle
 
 pytestmark = pytest.mark.django_db
 
@@ -33,42 +33,42 @@ def expire(d: Deployment) -> None:
 
 def test_a_stalled_worker_cannot_overwrite_a_run_the_reaper_took_away(dev, repository, dev_env):
     d = queued(repository, dev_env, dev)
-    first, _ = runs.deployment_claim(deployment_id=d.pk, worker="slow")
+    first, _ = lifecycle.deployment_claim(deployment_id=d.pk, worker="slow")
     expire(d)
-    assert runs.reap()["requeued"] == 1
-    second, _ = runs.deployment_claim(deployment_id=d.pk, worker="fresh")
+    assert lifecycle.reap()["requeued"] == 1
+    second, _ = lifecycle.deployment_claim(deployment_id=d.pk, worker="fresh")
     assert first.claim_token != second.claim_token
-    assert runs.deployment_heartbeat(deployment_id=d.pk, token=first.claim_token) == (False, False)
-    assert runs.deployment_finish(deployment=first, status=Status.SUCCEEDED, token=first.claim_token) is False
+    assert lifecycle.deployment_heartbeat(deployment_id=d.pk, token=first.claim_token) == (False, False)
+    assert lifecycle.deployment_finish(deployment=first, status=Status.SUCCEEDED, token=first.claim_token) is False
     d.refresh_from_db()
     assert d.status == Status.RUNNING and d.worker == "fresh"
     assert (
-        runs.deployment_finish(deployment=second, status=Status.SUCCEEDED, token=second.claim_token) is True
+        lifecycle.deployment_finish(deployment=second, status=Status.SUCCEEDED, token=second.claim_token) is True
     )
 
 
 def test_a_cancel_that_arrives_as_the_build_ends_is_not_lost(dev, repository, live_env):
     d = queued(repository, live_env, dev)
-    claimed, _ = runs.deployment_claim(deployment_id=d.pk, worker="w")
+    claimed, _ = lifecycle.deployment_claim(deployment_id=d.pk, worker="w")
     Deployment.objects.filter(pk=d.pk).update(cancel_requested=True)
-    runs.deployment_await_approval(deployment=claimed, token=claimed.claim_token)
+    lifecycle.deployment_await_approval(deployment=claimed, token=claimed.claim_token)
     d.refresh_from_db()
     assert d.status == Status.CANCELLED
 
 
 def test_a_queued_run_with_a_cancel_request_is_settled_at_claim(dev, repository, dev_env):
     d = queued(repository, dev_env, dev, cancel_requested=True)
-    assert runs.deployment_claim(deployment_id=d.pk, worker="w") is None
+    assert lifecycle.deployment_claim(deployment_id=d.pk, worker="w") is None
     d.refresh_from_db()
     assert d.status == Status.CANCELLED
 
 
 def test_the_reaper_cancels_a_lost_run_that_was_asked_to_cancel(dev, repository, dev_env):
     d = queued(repository, dev_env, dev)
-    runs.deployment_claim(deployment_id=d.pk, worker="w")
+    lifecycle.deployment_claim(deployment_id=d.pk, worker="w")
     Deployment.objects.filter(pk=d.pk).update(cancel_requested=True)
     expire(d)
-    assert runs.reap()["cancelled"] == 1
+    assert lifecycle.reap()["cancelled"] == 1
     d.refresh_from_db()
     assert d.status == Status.CANCELLED
 
@@ -76,18 +76,18 @@ def test_the_reaper_cancels_a_lost_run_that_was_asked_to_cancel(dev, repository,
 def test_a_locked_environment_holds_its_queue_until_unlocked(dev, release, repository, dev_env):
     d = queued(repository, dev_env, dev)
     services.environment_lock(user=release, environment=dev_env, reason="migrating")
-    assert runs.deployment_claim(deployment_id=d.pk, worker="w") is None
+    assert lifecycle.deployment_claim(deployment_id=d.pk, worker="w") is None
     d.refresh_from_db()
     assert d.status == Status.QUEUED
     services.environment_unlock(user=release, environment=dev_env)
-    assert runs.deployment_claim(deployment_id=d.pk, worker="w") is not None
+    assert lifecycle.deployment_claim(deployment_id=d.pk, worker="w") is not None
 
 
 def test_a_lock_taken_during_the_build_stops_the_rollout(dev, release, repository, dev_env):
     d = queued(repository, dev_env, dev, commit_sha="c" * 40, image_digest=DIGEST + "1" * 64)
-    runs.deployment_claim(deployment_id=d.pk, worker="w")
+    lifecycle.deployment_claim(deployment_id=d.pk, worker="w")
     services.environment_lock(user=release, environment=dev_env, reason="incident")
-    reason, _ = runs.deployment_gate(deployment=d)
+    reason, _ = lifecycle.deployment_gate(deployment=d)
     assert "locked by release: incident" in reason
 
 

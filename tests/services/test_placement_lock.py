@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from deployments import services
 from deployments.models import AuditEvent, Deployment, Placement, Repository
-from deployments.services import runs
+from deployments.services import lifecycle
 from tests.conftest import place
 from tests.live import free_port
 
@@ -46,8 +46,8 @@ def test_a_lock_holds_what_was_already_queued_for_that_placement(dev, release, r
     demo = Placement.objects.get(repository=repository, environment=dev_env)
     services.placement_lock(user=release, placement=demo, reason="hold")
 
-    assert runs.deployment_claim(deployment_id=waiting.pk, worker="w") is None
-    assert runs.deployment_claim(deployment_id=other.pk, worker="w") is not None
+    assert lifecycle.deployment_claim(deployment_id=waiting.pk, worker="w") is None
+    assert lifecycle.deployment_claim(deployment_id=other.pk, worker="w") is not None
     assert Deployment.objects.get(pk=waiting.pk).status == "queued"
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from deployments.models import AuditEvent, Stage, Status
-from deployments.services import runs
+from deployments.services import lifecycle
 from deployments.tasks import cancel_runs_on_shutdown, settle_runs_of_a_previous_life, worker_name
 from tests.services.test_lifecycle import queued
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def claimed(repository, env, user, worker: str):
     d = queued(repository, env, user)
-    deployment, _ = runs.deployment_claim(deployment_id=d.pk, worker=worker)
+    deployment, _ = lifecycle.deployment_claim(deployment_id=d.pk, worker=worker)
     return deployment
 
 
@@ -33,26 +33,26 @@ def test_a_stopping_worker_asks_only_its_own_runs_to_stop(dev, repository, dev_e
     other.refresh_from_db()
     assert (mine.cancel_requested, mine.stop_reason) == (True, "Shipmate was stopped")
     assert (other.cancel_requested, other.stop_reason) == (False, "")
-    assert runs.deployment_heartbeat(deployment_id=mine.pk, token=mine.claim_token) == (True, True)
+    assert lifecycle.deployment_heartbeat(deployment_id=mine.pk, token=mine.claim_token) == (True, True)
 
 
 def test_runs_a_killed_worker_left_are_cancelled_with_the_stage_they_were_in(dev, repository, dev_env):
     d = claimed(repository, dev_env, dev, "host:node")
     Stage.objects.filter(deployment=d, name="test").update(status="running")
 
-    assert runs.deployments_settle_stopped(worker="host:node") == 1
+    assert lifecycle.deployments_settle_stopped(worker="host:node") == 1
 
     d.refresh_from_db()
     assert d.status == Status.CANCELLED
     assert d.error == "Cancelled: Shipmate was stopped during the test stage."
     assert not d.stages.filter(status__in=["pending", "running"]).exists()
     assert AuditEvent.objects.filter(action="deployment.cancelled", object_id=str(d.pk)).exists()
-    assert runs.deployments_settle_stopped(worker="host:node") == 0  # idempotent
+    assert lifecycle.deployments_settle_stopped(worker="host:node") == 0  # idempotent
 
 
 def test_settling_leaves_other_workers_runs_alone(dev, repository, dev_env):
     d = claimed(repository, dev_env, dev, "host:other")
-    assert runs.deployments_settle_stopped(worker="host:node") == 0
+    assert lifecycle.deployments_settle_stopped(worker="host:node") == 0
     d.refresh_from_db()
     assert d.status == Status.RUNNING
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from deployments.services import config, runs
+from deployments.services import config, lifecycle
 
 
 class Command(BaseCommand):
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         elif action == "apply":
             self._apply(options["file"], dry_run=options["dry_run"])
         elif action == "settle-stopped":
-            count = runs.deployments_settle_stopped(worker=options["worker"])
+            count = lifecycle.deployments_settle_stopped(worker=options["worker"])
             if count:
                 self.stdout.write(f"settled {count} deployment(s) that a stop cut off")
 
