@@ -158,12 +158,6 @@ class Deployment(models.Model):
         """The name of what runs on the target: container, or Shipmate's labels."""
         return f"shipmate-{self.repository.name}-{self.environment.name}"
 
-    @property
-    def stream_key(self) -> str:
-        from ..logs import stream_key
-
-        return stream_key(self.pk)
-
 
 class Stage(models.Model):
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="stages")
