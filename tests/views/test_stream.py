@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from deployments import streams
-from deployments.logs import LogWriter, get_redis
+from deployments.logs import LogWriter, get_redis, stream_key
 from deployments.models import Deployment, Environment, LogLine, Repository, Stage
 from deployments.templatetags.shipmate import badge_html, line_html, stage_html
 
@@ -58,9 +58,9 @@ def deployment(viewer):
         requested_by=viewer,
         status="running",
     )
-    get_redis().delete(dep.stream_key)
+    get_redis().delete(stream_key(dep.pk))
     yield dep
-    get_redis().delete(dep.stream_key)
+    get_redis().delete(stream_key(dep.pk))
 
 
 @pytest.fixture
