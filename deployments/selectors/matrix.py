@@ -59,10 +59,10 @@ def placement_matrix(user: Any) -> tuple[list[Column], list[MatrixRow]]:
         .values("environment_id", "repository_id")
         .annotate(n=Count("id"))
     }
-    running = {
-        (d.environment_id, d.repository_id): d
-        for d in Deployment.objects.filter(environment_id__in=ids, status=Status.RUNNING)
-    }
+    running: dict[tuple[int, int], Deployment] = {}
+    # A rollout shows before a build running ahead of its turn.
+    for d in Deployment.objects.filter(environment_id__in=ids, status=Status.RUNNING).order_by("-phase"):
+        running.setdefault((d.environment_id, d.repository_id), d)
     # When each running commit first appeared: code that appeared later is newer.
     commits = {d.commit_sha for d in current.values() if d.commit_sha}
     first_seen = {

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from .. import permissions
 from ..models import Approval, Deployment, Environment, Placement, Repository, Stage, Status
 from ..models.deployment import WAITING
-from .runs import approvals_needed, valid_approvals
+from .runs import approvals_needed, in_line, valid_approvals
 
-_ACTIVE = {Status.QUEUED, Status.RUNNING, Status.AWAITING_APPROVAL, Status.APPROVED}
+_ACTIVE = {Status.QUEUED, Status.RUNNING, Status.AWAITING_APPROVAL, Status.APPROVED, Status.READY}
 
 
 @dataclass
@@ -90,15 +90,15 @@ def deployment_detail(pk: int) -> Deployment:
 
 
 def queue_position(deployment: Deployment) -> int | None:
-    """1-based position among the deployments waiting for this environment."""
-    if deployment.status not in WAITING:
+    """1-based place in the rollout line of the deployment's placement (application ×
+    environment), for one that waits or builds ahead; None once it rolls out or ended."""
+    line = in_line(deployment.environment_id, deployment.repository_id)
+    if not line.filter(pk=deployment.pk).exists():
         return None
-    ahead = (
-        Deployment.objects.filter(environment_id=deployment.environment_id, status__in=WAITING)
-        .filter(created_at__lt=deployment.created_at)
-        .count()
+    ahead = line.filter(
+        Q(created_at__lt=deployment.created_at) | Q(created_at=deployment.created_at, id__lt=deployment.pk)
     )
-    return ahead + 1
+    return ahead.count() + 1
 
 
 def deployable_choices(user: Any) -> tuple[list[Repository], list[Environment], dict[int, list[int]]]:

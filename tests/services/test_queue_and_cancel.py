@@ -162,3 +162,24 @@ def test_reaper_fails_a_run_lost_during_rollout_instead_of_repeating_it(dev, rep
     lifecycle.reap()
     d.refresh_from_db()
     assert d.status == Status.FAILED and "during the rollout" in d.error
+
+
+@pytest.mark.django_db
+def test_queue_positions_count_per_placement_and_include_builds_running_ahead(dev, repository, dev_env):
+    from deployments.models import Repository
+    from deployments.selectors import queue_position
+    from tests.conftest import place
+
+    other = Repository.objects.create(name="other", git_url=repository.git_url, image_name="t/other")
+    place(other, dev_env, target_settings={"port": 1})
+    a, b, c = (
+        Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev)
+        for _ in range(3)
+    )
+    elsewhere = Deployment.objects.create(repository=other, environment=dev_env, ref="main", requested_by=dev)
+    lifecycle.deployment_claim(deployment_id=b.pk, worker="w")  # builds ahead, still in line
+    assert [queue_position(d) for d in (a, b, c)] == [1, 2, 3]
+    assert queue_position(elsewhere) == 1  # another application's line
+    claimed_a, _ = lifecycle.deployment_claim(deployment_id=a.pk, worker="w")
+    lifecycle.deployment_take_turn(deployment=claimed_a, token=claimed_a.claim_token)
+    assert [queue_position(d) for d in (a, b, c)] == [None, 1, 2]  # a rolls out
