@@ -1,5 +1,7 @@
-"""Forms of the Manage pages. They check the shape of the input; the services in
-`services/manage.py` own the rules and report broken ones as field errors too."""
+"""Forms of the Manage pages: ModelForms, so the models' validators and clean() (which
+the Django admin runs too) hold the rules. Fields that are not model fields are only
+the write-only kubeconfig, a variable's value and one input per target setting, built
+from the target kind's settings dataclass."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ from typing import Any
 import yaml
 from django import forms
 from django.contrib.auth.models import Group
-from django.core.validators import MaxValueValidator, RegexValidator, URLValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 
 from . import permissions
-from .models import Environment, FreezeWindow, Placement, Repository, TargetKind
-from .models.repository import slug_validator, validate_git_url, validate_relative_path
-from .services.manage import ENVIRONMENT_FIELDS, TARGET_KEYS, VARIABLE_NAME_RE
+from .models import Environment, FreezeWindow, Placement, Repository
+from .models.environment import VARIABLE_NAME_RE
+from .pipeline.targets.settings import KINDS, SettingInfo
 
 # shipmate.css styles every input as a full-width block; a checkbox reads better inline.
 INLINE = {"style": "display:inline-block;width:auto;margin-right:6px"}
@@ -27,6 +30,7 @@ WEEKDAYS = [
     (5, "Saturday"),
     (6, "Sunday"),
 ]
+KIND_TITLES = {"docker": "Docker target", "kubernetes": "Kubernetes target"}
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -36,82 +40,134 @@ class WriteOnlyTextarea(forms.Textarea):
         return None
 
 
-class RepositoryForm(forms.Form):
-    name = forms.CharField(max_length=40, validators=[slug_validator])
-    git_url = forms.CharField(max_length=500, validators=[validate_git_url], label="Git URL")
-    default_branch = forms.CharField(max_length=200, initial="main")
-    dockerfile_path = forms.CharField(
-        max_length=300, initial="Dockerfile", validators=[validate_relative_path]
-    )
-    build_context = forms.CharField(max_length=300, initial=".", validators=[validate_relative_path])
-    test_command = forms.CharField(
-        max_length=500, required=False, help_text="Runs inside the built image; empty skips the test stage."
-    )
-    image_name = forms.CharField(
-        max_length=200, help_text="Repository path in the registry, e.g. shipmate/demo."
-    )
-    dockerfile_repo_url = forms.CharField(
-        max_length=500,
-        required=False,
-        validators=[validate_git_url],
-        label="Dockerfile repository URL",
-        help_text="Optional: take the Dockerfile from this repository instead.",
-    )
-    dockerfile_repo_ref = forms.CharField(max_length=200, required=False, label="Dockerfile repository ref")
+class LinesField(forms.CharField):
+    """A list of strings, one per line (Docker volumes)."""
 
-    def __init__(self, *args: Any, instance: Repository | None = None, **kwargs: Any) -> None:
-        if instance is not None:
-            kwargs.setdefault("initial", {f: getattr(instance, f) for f in self.base_fields})
+    widget = forms.Textarea(attrs={"rows": 2})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        text = super().to_python(value)
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def setting_field(info: SettingInfo, inherited: Any) -> forms.Field:
+    """One optional input for one setting. Empty means "inherit": the environment's value
+    (a placement's form) or the setting's default, shown as the placeholder."""
+    fallback = _shown(inherited if inherited not in (None, "", [], ()) else info.default)
+    options: dict[str, Any] = {"required": False, "help_text": info.help, "label": info.label or None}
+    if info.type is bool:
+        return forms.TypedChoiceField(
+            choices=[("", f"Inherit ({fallback or 'no'})"), ("true", "Yes"), ("false", "No")],
+            coerce=lambda value: value == "true",
+            empty_value=None,
+            **options,
+        )
+    field: forms.Field
+    if info.type is int:
+        field = forms.IntegerField(**options)
+    elif info.type is float:
+        field = forms.FloatField(**options)
+    elif info.type is list:
+        field = LinesField(**options)
+    else:
+        field = forms.CharField(max_length=500, **options)
+    if fallback:
+        field.widget.attrs["placeholder"] = fallback
+    return field
+
+
+class TargetSettingsForm(forms.ModelForm):
+    """A ModelForm whose instance has a `target_settings` JSON field, edited as one input
+    per setting of a target kind. The model's clean() parses the result, and its errors
+    (keyed `target_settings`) are shown next to the setting they name."""
+
+    def add_setting_fields(self, kinds: list[str], inherited: dict[str, Any]) -> None:
+        self.setting_kinds = kinds
+        stored = self.instance.target_settings or {}
+        for kind in kinds:
+            for info in KINDS[kind].describe():
+                self.fields[info.name] = setting_field(info, inherited.get(info.name))
+                if info.name in stored:
+                    value = stored[info.name]
+                    if info.type is bool:
+                        value = "true" if value else "false"  # the choice values
+                    self.initial.setdefault(info.name, value)
+
+    @property
+    def setting_sections(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """(kind, title, inputs) per target kind shown, for the template."""
+        return [
+            (kind, KIND_TITLES[kind], [self[info.name] for info in KINDS[kind].describe()])
+            for kind in self.setting_kinds
+        ]
+
+    def collect_settings(self, kind: str) -> None:
+        """Put the given settings of `kind` into the instance; keys no form knows (set
+        through the Django admin, say) survive an edit."""
+        known = {info.name for cls in KINDS.values() for info in cls.describe()}
+        stored = self.instance.target_settings or {}
+        merged = {k: v for k, v in stored.items() if k not in known}
+        for info in KINDS[kind].describe() if kind in KINDS else []:
+            value = self.cleaned_data.get(info.name)
+            if value not in (None, "", []):
+                merged[info.name] = value
+        self.instance.target_settings = merged
+
+    def add_error(self, field: str | None, error: Any) -> None:
+        if field is None and isinstance(error, ValidationError) and hasattr(error, "error_dict"):
+            error_dict = dict(error.error_dict)
+            for item in error_dict.pop("target_settings", []):
+                name = getattr(item, "setting", None)
+                super().add_error(name if name in self.fields else None, item)
+            if not error_dict:
+                return
+            error = ValidationError(error_dict)
+        super().add_error(field, error)
+
+
+class RepositoryForm(forms.ModelForm):
+    class Meta:
+        model = Repository
+        fields = [
+            "name",
+            "git_url",
+            "default_branch",
+            "dockerfile_path",
+            "build_context",
+            "test_command",
+            "image_name",
+            "dockerfile_repo_url",
+            "dockerfile_repo_ref",
+        ]
+        labels = {
+            "git_url": "Git URL",
+            "dockerfile_repo_url": "Dockerfile repository URL",
+            "dockerfile_repo_ref": "Dockerfile repository ref",
+        }
+        help_texts = {"dockerfile_repo_url": "Optional: take the Dockerfile from this repository instead."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if instance is not None:
+        if self.instance.pk:
             # Fixed once created: container names are derived from it.
             self.fields["name"].disabled = True
 
 
-def _docker_host(value: str) -> None:
-    if value and not value.startswith(("unix://", "tcp://", "ssh://", "http://", "https://", "npipe://")):
-        raise forms.ValidationError("Use unix://, tcp:// or ssh:// (empty: the worker's DOCKER_HOST).")
+class EnvironmentForm(TargetSettingsForm):
+    """The environment's own fields, its policy, the default target settings its
+    placements inherit, and a write-only kubeconfig."""
 
-
-class EnvironmentForm(forms.Form):
-    name = forms.CharField(max_length=40, validators=[slug_validator])
-    order = forms.IntegerField(min_value=0, initial=0, help_text="dev < stage < live")
-    target_kind = forms.ChoiceField(choices=TargetKind.choices, initial=TargetKind.DOCKER)
-    smoke_url = forms.CharField(
-        max_length=500,
-        required=False,
-        validators=[URLValidator(schemes=["http", "https"])],
-        label="Smoke URL",
-        help_text="Optional URL checked after the rollout.",
-    )
-    # Docker target.
-    docker_host = forms.CharField(
-        max_length=300,
-        required=False,
-        validators=[_docker_host],
-        help_text="Empty: the worker's DOCKER_HOST.",
-    )
-    port = forms.IntegerField(
-        required=False, min_value=1, max_value=65535, help_text="Host port the app listens on."
-    )
-    container_port = forms.IntegerField(
-        required=False, min_value=1, max_value=65535, help_text="Empty: same as the port."
-    )
-    network_mode = forms.CharField(
-        max_length=100, required=False, help_text="host, bridge or a network name."
-    )
-    bind_host = forms.GenericIPAddressField(required=False, help_text="Empty: 127.0.0.1.")
-    health_path = forms.CharField(max_length=300, required=False, help_text="Empty: /healthz.")
-    health_timeout = forms.FloatField(required=False, min_value=0.1, help_text="Seconds.")
-    # Kubernetes target.
-    namespace = forms.CharField(max_length=253, required=False)
-    deployment = forms.CharField(max_length=253, required=False)
-    container = forms.CharField(max_length=253, required=False)
-    context = forms.CharField(max_length=253, required=False, help_text="kubeconfig context; empty: current.")
-    kubeconfig_path = forms.CharField(max_length=500, required=False, help_text="A file on the worker.")
-    in_cluster = forms.BooleanField(required=False, widget=CHECKBOX, label="Use the worker's service account")
-    timeout = forms.FloatField(required=False, min_value=1, help_text="Rollout timeout in seconds.")
-    max_restarts = forms.IntegerField(required=False, min_value=0)
     kubeconfig = forms.CharField(
         required=False,
         widget=WriteOnlyTextarea(attrs={"rows": 4, "autocomplete": "off"}),
@@ -120,45 +176,43 @@ class EnvironmentForm(forms.Form):
     clear_kubeconfig = forms.BooleanField(
         required=False, widget=CHECKBOX, label="Remove the stored kubeconfig"
     )
-    # Policy.
-    deploy_groups = forms.ModelMultipleChoiceField(
-        queryset=Group.objects.order_by("name"),
-        required=False,
-        widget=forms.CheckboxSelectMultiple(attrs=INLINE),
-    )
-    approve_groups = forms.ModelMultipleChoiceField(
-        queryset=Group.objects.order_by("name"),
-        required=False,
-        widget=forms.CheckboxSelectMultiple(attrs=INLINE),
-    )
-    requires_approval = forms.BooleanField(required=False, widget=CHECKBOX)
-    approvals_required = forms.IntegerField(min_value=1, max_value=20, initial=1)
-    allow_self_approval = forms.BooleanField(required=False, widget=CHECKBOX)
-    approval_ttl_minutes = forms.IntegerField(
-        min_value=1, initial=240, validators=[MaxValueValidator(525600)], label="Approval lifetime (minutes)"
-    )
 
-    def __init__(self, *args: Any, instance: Environment | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("initial", self._initial(instance))
+    class Meta:
+        model = Environment
+        fields = [
+            "name",
+            "order",
+            "target_kind",
+            "smoke_url",
+            "deploy_groups",
+            "approve_groups",
+            "requires_approval",
+            "approvals_required",
+            "allow_self_approval",
+            "approval_ttl_minutes",
+        ]
+        labels = {"smoke_url": "Smoke URL", "approval_ttl_minutes": "Approval lifetime (minutes)"}
+        widgets = {
+            "deploy_groups": forms.CheckboxSelectMultiple(attrs=INLINE),
+            "approve_groups": forms.CheckboxSelectMultiple(attrs=INLINE),
+            "requires_approval": CHECKBOX,
+            "allow_self_approval": CHECKBOX,
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if instance is not None:
+        for field in ("deploy_groups", "approve_groups"):
+            self.fields[field].queryset = Group.objects.order_by("name")  # type: ignore[attr-defined]
+        if self.instance.pk:
             self.fields["name"].disabled = True
-
-    @staticmethod
-    def _initial(env: Environment | None) -> dict[str, Any]:
-        if env is None:
-            return {
-                "deploy_groups": Group.objects.filter(name__in=permissions.ROLE_GROUPS),
-                "approve_groups": Group.objects.filter(
-                    name__in=[permissions.RELEASE_MANAGERS, permissions.ADMINS]
-                ),
-            }
-        initial: dict[str, Any] = {f: getattr(env, f) for f in ENVIRONMENT_FIELDS}
-        initial["deploy_groups"] = env.deploy_groups.all()
-        initial["approve_groups"] = env.approve_groups.all()
-        for keys in TARGET_KEYS.values():
-            initial.update({k: env.target_settings[k] for k in keys if k in env.target_settings})
-        return initial  # the kubeconfig is never part of it
+        else:
+            self.initial.setdefault("deploy_groups", Group.objects.filter(name__in=permissions.ROLE_GROUPS))
+            self.initial.setdefault(
+                "approve_groups",
+                Group.objects.filter(name__in=[permissions.RELEASE_MANAGERS, permissions.ADMINS]),
+            )
+        # Both kinds are shown, so switching the kind is one save; only the chosen one is kept.
+        self.add_setting_fields(list(KINDS), inherited={})
 
     def clean_kubeconfig(self) -> str:
         text = self.cleaned_data["kubeconfig"].strip()
@@ -173,8 +227,54 @@ class EnvironmentForm(forms.Form):
             raise forms.ValidationError("This is not a kubeconfig (expected a YAML mapping).")
         return text
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        self.collect_settings(cleaned.get("target_kind") or self.instance.target_kind)
+        return cleaned
+
+
+class PlacementForm(TargetSettingsForm):
+    """An application in an environment, with one input per setting of the environment's
+    target kind (all kinds while no environment is chosen)."""
+
+    class Meta:
+        model = Placement
+        fields = ["repository", "environment", "smoke_url", "public_url", "enabled"]
+        labels = {"repository": "Application"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:  # the pair is what the placement is; move it by making another
+            self.fields["repository"].disabled = self.fields["environment"].disabled = True
+        self.environment = self._environment()
+        if self.environment is None:
+            self.add_setting_fields(list(KINDS), inherited={})
+        else:
+            self.add_setting_fields([self.environment.target_kind], self.environment.target_settings or {})
+
+    def _environment(self) -> Environment | None:
+        if self.instance.environment_id:
+            return self.instance.environment
+        chosen = self.data.get("environment") if self.is_bound else self.initial.get("environment")
+        if isinstance(chosen, Environment):
+            return chosen
+        try:
+            return Environment.objects.filter(pk=int(chosen)).first() if chosen else None
+        except (TypeError, ValueError):
+            return None  # the environment field reports it
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        environment = cleaned.get("environment") or self.environment
+        if environment is not None:
+            self.collect_settings(environment.target_kind)
+        return cleaned
+
 
 class VariableForm(forms.Form):
+    """One form for an environment's and a placement's variables; the service owns the
+    write-only rules of a secret, so this is not a ModelForm."""
+
     name = forms.CharField(
         max_length=100,
         validators=[
@@ -201,22 +301,25 @@ class VariableForm(forms.Form):
             self.data["value"] = ""
 
 
-class FreezeWindowForm(forms.Form):
-    kind = forms.ChoiceField(choices=FreezeWindow.Kind.choices, initial=FreezeWindow.Kind.ONCE)
-    reason = forms.CharField(max_length=200)
-    starts_at = forms.DateTimeField(
-        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), label="Starts (one-off)"
-    )
-    ends_at = forms.DateTimeField(
-        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}), label="Ends (one-off)"
-    )
-    weekday = forms.TypedChoiceField(
-        choices=[("", "—"), *WEEKDAYS], coerce=int, empty_value=None, required=False, label="Day (weekly)"
-    )
-    start_time = forms.TimeField(
-        required=False, widget=forms.TimeInput(attrs={"type": "time"}), label="At (weekly)"
-    )
-    duration_minutes = forms.IntegerField(required=False, min_value=1, label="Minutes (weekly)")
+class FreezeWindowForm(forms.ModelForm):
+    """FreezeWindow.clean() checks what each kind of window needs."""
+
+    class Meta:
+        model = FreezeWindow
+        fields = ["kind", "reason", "starts_at", "ends_at", "weekday", "start_time", "duration_minutes"]
+        labels = {
+            "starts_at": "Starts (one-off)",
+            "ends_at": "Ends (one-off)",
+            "weekday": "Day (weekly)",
+            "start_time": "At (weekly)",
+            "duration_minutes": "Minutes (weekly)",
+        }
+        widgets = {
+            "starts_at": forms.DateTimeInput(attrs={"type": "datetime-local"}),
+            "ends_at": forms.DateTimeInput(attrs={"type": "datetime-local"}),
+            "weekday": forms.Select(choices=[("", "—"), *WEEKDAYS]),
+            "start_time": forms.TimeInput(attrs={"type": "time"}),
+        }
 
 
 class UserRolesForm(forms.Form):
@@ -225,21 +328,3 @@ class UserRolesForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple(attrs=INLINE),
     )
-
-
-class PlacementForm(forms.ModelForm):
-    """An application in an environment. Placement.clean() refuses a target another placement uses."""
-
-    class Meta:
-        model = Placement
-        fields = ["repository", "environment", "target_settings", "smoke_url", "public_url", "enabled"]
-        labels = {"repository": "Application"}
-        help_texts = {
-            "target_settings": 'JSON over the environment\'s settings: docker {"port": 8082, "container_port": 80, '
-            '"health_path": "/healthz"}; kubernetes {"namespace": "shop", "deployment": "web", "container": "app"}.'
-        }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:  # the pair is what the placement is; move it by making another
-            self.fields["repository"].disabled = self.fields["environment"].disabled = True

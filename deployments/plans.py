@@ -23,16 +23,12 @@ def placement_of(deployment: Deployment) -> Placement:
 
 
 def target_for(placement: Placement, *, health_path: str | None = None) -> Target:
-    """The target of one application in one environment."""
-    settings = placement.effective_settings
-    if placement.environment.target_kind == "docker":
-        settings["allowed_bind_roots"] = django_settings.BIND_MOUNT_ROOTS
-        if health_path:
-            settings["health_path"] = health_path
+    """The target of one application in one environment, from its parsed settings
+    (`health_path` from the repository's shipmate.yaml, when it names one)."""
     return build_target(
         placement.environment.target_kind,
         name=placement.target_name,
-        settings=settings,
+        settings=placement.target_config(health_path=health_path),
         kubeconfig=placement.environment.kubeconfig,
     )
 

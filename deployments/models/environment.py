@@ -1,15 +1,31 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
 from .. import crypto
+from ..pipeline.targets.settings import SettingsError, settings_class
 from .repository import slug_validator
+
+VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_APPROVALS = 20
+MAX_APPROVAL_TTL = 525600  # a year, in minutes
+
+
+def setting_error(field: str, message: str) -> ValidationError:
+    """An error of `target_settings` that remembers which setting it is about, so a form
+    with one input per setting can show it next to that input (see forms_manage)."""
+    error = ValidationError(message, code="invalid_setting")
+    error.setting = field  # type: ignore[attr-defined]
+    return error
 
 
 class TargetKind(models.TextChoices):
@@ -21,9 +37,8 @@ class Environment(models.Model):
     name = models.CharField(max_length=40, unique=True, validators=[slug_validator])
     order = models.PositiveIntegerField(default=0, help_text="dev < stage < live")
     target_kind = models.CharField(max_length=20, choices=TargetKind.choices, default=TargetKind.DOCKER)
-    # Docker: docker_host, port, container_port, network_mode, bind_host,
-    # health_path, health_timeout. Kubernetes: namespace, deployment, container,
-    # context, kubeconfig_path, in_cluster, timeout, max_restarts.
+    # Defaults shared by the environment's placements; the keys are those of the target
+    # kind's settings dataclass (pipeline/targets/settings.py).
     target_settings = models.JSONField(default=dict, blank=True)
     kubeconfig_encrypted = models.TextField(blank=True, default="", editable=False)
     smoke_url = models.CharField(
@@ -51,6 +66,33 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The rules of the Manage form, the Django admin and the YAML apply alike."""
+        errors: dict[str, ValidationError | str] = {}
+        if self.smoke_url:
+            try:
+                URLValidator(schemes=["http", "https"])(self.smoke_url)
+            except ValidationError as exc:
+                errors["smoke_url"] = exc
+        # Unconverted values failed clean_fields() already.
+        if isinstance(self.approvals_required, int) and not 1 <= self.approvals_required <= MAX_APPROVALS:
+            errors["approvals_required"] = f"From 1 to {MAX_APPROVALS}."
+        ttl = self.approval_ttl_minutes
+        if isinstance(ttl, int) and not 1 <= ttl <= MAX_APPROVAL_TTL:
+            errors["approval_ttl_minutes"] = f"From 1 to {MAX_APPROVAL_TTL} minutes."
+        if not isinstance(self.target_settings, dict):
+            errors["target_settings"] = "A mapping of setting names to values."
+        elif self.target_kind in (TargetKind.DOCKER, TargetKind.KUBERNETES):
+            # Only what is given: each placement brings what its application needs.
+            try:
+                settings_class(self.target_kind).clean_values(
+                    self.target_settings, bind_roots=settings.BIND_MOUNT_ROOTS, partial=True
+                )
+            except SettingsError as exc:
+                errors["target_settings"] = setting_error(exc.field, str(exc))
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def needed_approvals(self) -> int:
@@ -98,6 +140,10 @@ class VariableValue(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        if not VARIABLE_NAME_RE.match(self.name or ""):
+            raise ValidationError({"name": "Use letters, digits and underscores, not starting with a digit."})
+
     @property
     def value(self) -> str:
         return crypto.decrypt(self.encrypted_value) if self.is_secret else self.plain_value
@@ -140,6 +186,32 @@ class FreezeWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment}: {self.reason}"
+
+    def clean(self) -> None:
+        """A one-off window needs its start and end, a weekly one its day, time and
+        length; the fields of the other kind are cleared."""
+        errors: dict[str, str] = {}
+        if self.reason and not self.reason.strip():  # an empty one is refused as blank
+            errors["reason"] = "A freeze window needs a reason."
+        self.reason = (self.reason or "").strip()
+        if self.kind == self.Kind.ONCE:
+            self.weekday = self.start_time = self.duration_minutes = None
+            if not self.starts_at:
+                errors["starts_at"] = "Required for a one-off window."
+            if not self.ends_at:
+                errors["ends_at"] = "Required for a one-off window."
+            elif self.starts_at and self.ends_at <= self.starts_at:
+                errors["ends_at"] = "Must be after the start."
+        elif self.kind == self.Kind.WEEKLY:
+            self.starts_at = self.ends_at = None
+            if not isinstance(self.weekday, int) or not 0 <= self.weekday <= 6:
+                errors["weekday"] = "Pick a day of the week."
+            if self.start_time is None:
+                errors["start_time"] = "Required for a weekly window."
+            if not isinstance(self.duration_minutes, int) or self.duration_minutes <= 0:
+                errors["duration_minutes"] = "Must be more than zero minutes."
+        if errors:
+            raise ValidationError(errors)
 
     def covers(self, at: datetime) -> bool:
         if self.kind == self.Kind.ONCE:

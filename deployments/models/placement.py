@@ -10,23 +10,21 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .environment import Environment, TargetKind, VariableValue, _value_hash
+from ..pipeline.targets.settings import SettingsError, TargetSettings, parse_settings
+from .environment import Environment, TargetKind, VariableValue, _value_hash, setting_error
 from .repository import Repository
 
 # Keys that say where an application runs; two placements may not share them.
-DOCKER_IDENTITY = ("docker_host", "port")
 KUBERNETES_IDENTITY = ("namespace", "deployment", "container")
-# Keys a placement must end up with, from its own settings or its environment's.
-REQUIRED_KEYS = {TargetKind.DOCKER: ("port",), TargetKind.KUBERNETES: KUBERNETES_IDENTITY}
 
 
 class Placement(models.Model):
     """The application's target in the environment.
 
-    `target_settings` holds the application's own keys (docker: port, container_port,
-    network_mode, health_path, …; kubernetes: namespace, deployment, container) and
-    overrides the environment's, which hold the connection and shared defaults
-    (docker_host; kubeconfig, context, namespace). Queues, exclusivity and "what runs
+    `target_settings` holds the application's own settings (docker: port, volumes, …;
+    kubernetes: deployment, container) and overrides the environment's, which hold the
+    connection and shared defaults (docker_host; context, namespace). The keys, types
+    and rules are the target kind's settings dataclass (pipeline/targets/settings.py). Queues, exclusivity and "what runs
     now" are per placement; the environment's policy, locks and freezes cover them all.
     """
 
@@ -59,6 +57,14 @@ class Placement(models.Model):
     @property
     def effective_settings(self) -> dict[str, Any]:
         return {**(self.environment.target_settings or {}), **(self.target_settings or {})}
+
+    def target_config(self, *, health_path: str | None = None) -> TargetSettings:
+        """The effective settings, parsed: what the worker builds the target from.
+        `health_path` (from the commit's shipmate.yaml) replaces the configured one."""
+        data = self.effective_settings
+        if health_path:
+            data["health_path"] = health_path
+        return parse_settings(self.environment.target_kind, data, bind_roots=settings.BIND_MOUNT_ROOTS)
 
     @property
     def effective_smoke_url(self) -> str:
@@ -125,30 +131,23 @@ class Placement(models.Model):
     def clean(self) -> None:
         if not self.environment_id or not self.repository_id:
             return
-        settings_now = self.effective_settings
-        missing = [k for k in REQUIRED_KEYS.get(self.environment.target_kind, ()) if not settings_now.get(k)]
-        if missing:
-            raise ValidationError(
-                {
-                    "target_settings": f"{', '.join(missing)} required, here or in {self.environment}'s settings."
-                }
-            )
-        if self.environment.target_kind == TargetKind.DOCKER:
-            # The same check the Docker target makes at rollout.
-            from ..pipeline.base import TargetError
-            from ..pipeline.targets.docker import parse_volumes
-
-            try:
-                parse_volumes(self.effective_settings.get("volumes"), settings.BIND_MOUNT_ROOTS)
-            except TargetError as exc:
-                raise ValidationError({"target_settings": str(exc)}) from None
+        # The same parse() the worker builds the target from.
+        try:
+            self.target_config()
+        except SettingsError as exc:
+            if exc.code == "required":
+                message = f"{exc.field} required, here or in {self.environment}'s settings."
+            else:
+                message = str(exc)
+            raise ValidationError({"target_settings": setting_error(exc.field, message)}) from None
         other = self.clashing_placement()
         if other is not None:
-            what = "port" if self.environment.target_kind == TargetKind.DOCKER else "Deployment/container"
+            docker = self.environment.target_kind == TargetKind.DOCKER
+            what = "port" if docker else "Deployment/container"
+            where = ", ".join(map(str, self.identity() or ()))
+            message = f"{other} already uses this {what} ({where})."
             raise ValidationError(
-                {
-                    "target_settings": f"{other} already uses this {what} ({', '.join(map(str, self.identity() or ()))})."
-                }
+                {"target_settings": setting_error("port" if docker else "deployment", message)}
             )
 
 

@@ -24,12 +24,14 @@ from ..forms_manage import (
     FreezeWindowForm,
     PlacementForm,
     RepositoryForm,
+    TargetSettingsForm,
     UserRolesForm,
     VariableForm,
 )
 from ..models import Environment, FreezeWindow, Placement, PlacementVariable, Repository, Variable
 from ..pipeline.git import redact_url
-from ..services import manage as services
+from ..services import environment_settings, freeze_windows, placements, repositories, variables
+from ..services import users as user_services
 from ..services.deployments import DeployRefused
 from .common import client_ip
 
@@ -47,12 +49,16 @@ def admin_required(view: View) -> View:
 
 
 def _show_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Put a service's ValidationError next to the fields it names."""
+    """Put a service's ValidationError next to the fields it names (a target setting's
+    next to its input: see TargetSettingsForm.add_error)."""
     if not hasattr(exc, "error_dict"):
         form.add_error(None, exc)
         return
     for field, errors in exc.error_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
+        if field == "target_settings" and isinstance(form, TargetSettingsForm):
+            form.add_error(None, ValidationError({field: errors}))
+        else:
+            form.add_error(field if field in form.fields else None, errors)
 
 
 def _env_url(env: Environment, anchor: str = "") -> str:
@@ -75,8 +81,8 @@ def _repository_page(request: HttpRequest, repository: Repository | None) -> Htt
     form = RepositoryForm(request.POST if request.method == "POST" else None, instance=repository)
     if form.is_bound and form.is_valid():
         try:
-            saved = services.repository_save(
-                user=request.user, repository=repository, data=form.cleaned_data, source_ip=client_ip(request)
+            saved = repositories.repository_save(
+                user=request.user, repository=form.save(commit=False), source_ip=client_ip(request)
             )
         except ValidationError as exc:
             _show_errors(form, exc)
@@ -137,17 +143,23 @@ def _environment_page(
 def _save_environment(
     request: HttpRequest, form: EnvironmentForm, env: Environment | None
 ) -> Environment | None:
-    if not form.is_valid():
-        return None
-    try:
-        return services.environment_save(
-            user=request.user, environment=env, data=form.cleaned_data, source_ip=client_ip(request)
-        )
-    except ValidationError as exc:
-        _show_errors(form, exc)
-        if env is not None:
-            env.refresh_from_db()  # the failed save changed it in memory
-        return None
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            return environment_settings.environment_save(
+                user=request.user,
+                environment=form.save(commit=False),
+                deploy_groups=data["deploy_groups"],
+                approve_groups=data["approve_groups"],
+                kubeconfig=data["kubeconfig"],
+                clear_kubeconfig=data["clear_kubeconfig"],
+                source_ip=client_ip(request),
+            )
+        except ValidationError as exc:
+            _show_errors(form, exc)
+    if env is not None:
+        env.refresh_from_db()  # the form changed it in memory
+    return None
 
 
 @admin_required
@@ -177,7 +189,7 @@ def environment_edit(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 def environment_test_connection(request: HttpRequest, name: str) -> HttpResponse:
     env = get_object_or_404(Environment, name=name)
-    ok, message = services.environment_test_connection(
+    ok, message = environment_settings.environment_test_connection(
         user=request.user, environment=env, source_ip=client_ip(request)
     )
     if ok:
@@ -187,37 +199,22 @@ def environment_test_connection(request: HttpRequest, name: str) -> HttpResponse
     return redirect(_env_url(env, "target"))
 
 
-def _environment_form_post(
-    request: HttpRequest,
-    name: str,
-    form_class: Any,
-    service: Any,
-    anchor: str,
-    context_key: str,
-    success: Any,
-) -> HttpResponse:
-    """Validate one of the environment page's small forms, call its service, and go back
-    to that section; errors are shown next to the fields."""
-    env = get_object_or_404(Environment, name=name)
-    form = form_class(request.POST)
-    if form.is_valid():
-        try:
-            service(user=request.user, environment=env, source_ip=client_ip(request), **form.cleaned_data)
-        except ValidationError as exc:
-            _show_errors(form, exc)
-        else:
-            messages.success(request, success(form.cleaned_data))
-            return redirect(_env_url(env, anchor))
-    return _environment_page(request, env, status=400, **{context_key: form})
-
-
 @admin_required
 @require_POST
 def variable_set(request: HttpRequest, name: str) -> HttpResponse:
-    return _environment_form_post(
-        request, name, VariableForm, services.variable_set, "variables", "variable_form",
-        lambda data: f"Variable {data['name']} saved.",
-    )  # fmt: skip
+    env = get_object_or_404(Environment, name=name)
+    form = VariableForm(request.POST)
+    if form.is_valid():
+        try:
+            variables.variable_set(
+                user=request.user, environment=env, source_ip=client_ip(request), **form.cleaned_data
+            )
+        except ValidationError as exc:
+            _show_errors(form, exc)
+        else:
+            messages.success(request, f"Variable {form.cleaned_data['name']} saved.")
+            return redirect(_env_url(env, "variables"))
+    return _environment_page(request, env, status=400, variable_form=form)
 
 
 @admin_required
@@ -226,7 +223,7 @@ def variable_delete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     variable = get_object_or_404(
         Variable.objects.select_related("environment"), pk=pk, environment__name=name
     )
-    services.variable_delete(user=request.user, variable=variable, source_ip=client_ip(request))
+    variables.variable_delete(user=request.user, variable=variable, source_ip=client_ip(request))
     messages.success(request, f"Variable {variable.name} deleted.")
     return redirect(_env_url(variable.environment, "variables"))
 
@@ -234,10 +231,19 @@ def variable_delete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
 @admin_required
 @require_POST
 def freeze_add(request: HttpRequest, name: str) -> HttpResponse:
-    return _environment_form_post(
-        request, name, FreezeWindowForm, services.freeze_create, "freeze", "freeze_form",
-        lambda data: "Freeze window added.",
-    )  # fmt: skip
+    env = get_object_or_404(Environment, name=name)
+    form = FreezeWindowForm(request.POST, instance=FreezeWindow(environment=env))
+    if form.is_valid():
+        try:
+            freeze_windows.freeze_create(
+                user=request.user, window=form.save(commit=False), source_ip=client_ip(request)
+            )
+        except ValidationError as exc:
+            _show_errors(form, exc)
+        else:
+            messages.success(request, "Freeze window added.")
+            return redirect(_env_url(env, "freeze"))
+    return _environment_page(request, env, status=400, freeze_form=form)
 
 
 @admin_required
@@ -246,7 +252,7 @@ def freeze_delete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     window = get_object_or_404(
         FreezeWindow.objects.select_related("environment"), pk=pk, environment__name=name
     )
-    services.freeze_delete(user=request.user, window=window, source_ip=client_ip(request))
+    freeze_windows.freeze_delete(user=request.user, window=window, source_ip=client_ip(request))
     messages.success(request, "Freeze window removed.")
     return redirect(_env_url(window.environment, "freeze"))
 
@@ -268,7 +274,7 @@ def user_roles(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         if not form.is_valid():
             raise ValidationError(form.errors.as_text())
-        roles = services.user_set_roles(
+        roles = user_services.user_set_roles(
             user=request.user,
             target_user=target,
             groups=form.cleaned_data["groups"],
@@ -288,10 +294,13 @@ def _placement_page(
     status: int = 200,
 ) -> HttpResponse:
     posted = request.method == "POST" and variable_form is None
-    form = PlacementForm(request.POST if posted else None, instance=placement)
+    # ?environment=NAME picks the environment first, so the form shows its target's settings.
+    chosen = Environment.objects.filter(name=request.GET.get("environment", "")).first()
+    initial = {"environment": chosen} if chosen and placement is None else {}
+    form = PlacementForm(request.POST if posted else None, instance=placement, initial=initial)
     if form.is_bound and form.is_valid():
         try:
-            saved = services.placement_save(
+            saved = placements.placement_save(
                 user=request.user, placement=form.save(commit=False), source_ip=client_ip(request)
             )
         except ValidationError as exc:
@@ -305,6 +314,7 @@ def _placement_page(
         "variables": placement.variables.all() if placement else [],
         "shared": placement.environment.variables.all() if placement else [],
         "variable_form": variable_form or VariableForm(),
+        "environments": Environment.objects.all(),
     }
     return render(request, "manage/placement.html", context, status=400 if form.errors else status)
 
@@ -327,7 +337,7 @@ def placement_variable_set(request: HttpRequest, repository: str, environment: s
     form = VariableForm(request.POST)
     if form.is_valid():
         try:
-            services.variable_set(
+            variables.variable_set(
                 user=request.user, environment=placement, source_ip=client_ip(request), **form.cleaned_data
             )
         except ValidationError as exc:
@@ -349,6 +359,6 @@ def placement_variable_delete(
         placement__repository__name=repository,
         placement__environment__name=environment,
     )
-    services.variable_delete(user=request.user, variable=variable, source_ip=client_ip(request))
+    variables.variable_delete(user=request.user, variable=variable, source_ip=client_ip(request))
     messages.success(request, f"Variable {variable.name} deleted.")
     return redirect(reverse("manage_placement_edit", args=[repository, environment]) + "#variables")

@@ -222,12 +222,12 @@ def test_a_kubernetes_placement_needs_namespace_deployment_and_container_from_it
         {
             "repository": repo.pk,
             "environment": env.pk,
-            "target_settings": '{"deployment": "api"}',
+            "deployment": "api",
             "enabled": "on",
         },
     )
     assert response.status_code == 400
-    assert "container required, here or in" in html(response)
+    assert "container required, here or in" in html(response) and 'id="container-errors"' in html(response)
     assert not Placement.objects.exists()
 
 

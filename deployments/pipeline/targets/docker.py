@@ -6,11 +6,9 @@ healthy, so undo is a rename and a start rather than a fresh pull.
 
 from __future__ import annotations
 
-import ipaddress
-import posixpath
 import re
 import socket
-from pathlib import PurePosixPath
+from collections.abc import Mapping
 from typing import Any
 
 import docker
@@ -20,10 +18,12 @@ from docker.models.containers import Container
 from ..base import LogFn, Release, RolloutFailed, StopFn, TargetError, never_stop
 from ..docker_client import ENGINE_ERRORS, engine_gone
 from ..health import wait_http_ok
-from ..pipeline_file import http_path_problem
 from ..ports import ancestors, listeners
+from .settings import NAME_RE as _NAME_RE
+from .settings import DockerSettings, parse_volumes
 
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+__all__ = ["DockerTarget", "parse_volumes"]
+
 _LABEL_UNSAFE_RE = re.compile(r"[^a-z0-9._-]+")
 IMAGE_LABEL = "shipmate.image"
 STOP_TIMEOUT = 10  # seconds before the engine kills a container that ignores SIGTERM
@@ -69,38 +69,24 @@ class DockerTarget:
         self._changed = False
 
     @classmethod
-    def from_settings(cls, client: docker.DockerClient, name: str, settings: dict[str, Any]) -> DockerTarget:
-        """Build a target from an environment's `target_settings`; unknown keys are ignored."""
-        port = _port(settings, "port")
-        if port is None:
-            raise TargetError("port is required (the host port the app listens on)")
-        network_mode = settings.get("network_mode") or "host"
-        if not isinstance(network_mode, str) or not _NAME_RE.match(network_mode):
-            raise TargetError(
-                f"network_mode must be 'host', 'bridge' or a Docker network name, not {network_mode!r}"
-            )
-        if network_mode == "none":
-            raise TargetError(
-                f"network_mode {network_mode!r} would leave the app unreachable for the health check"
-            )
-        bind_host = _ip(settings, "bind_host", "127.0.0.1")
-        health_host = _host(settings, "health_host", "127.0.0.1")
-        health_path = settings.get("health_path") or "/healthz"
-        if not isinstance(health_path, str) or http_path_problem(health_path):
-            raise TargetError(f"health_path must be a path starting with '/', not {health_path!r}")
-        health_timeout = _seconds(settings.get("health_timeout"), default=30.0)
-        volumes = parse_volumes(settings.get("volumes"), settings.get("allowed_bind_roots") or [])
+    def from_settings(
+        cls, client: docker.DockerClient, name: str, settings: DockerSettings | Mapping[str, Any]
+    ) -> DockerTarget:
+        """Build a target from parsed settings; a plain mapping is parsed first (and may
+        then name no bind mount: only the caller knows the allowed directories)."""
+        if not isinstance(settings, DockerSettings):
+            settings = DockerSettings.parse(settings)
         return cls(
             client=client,
             name=name,
-            port=port,
-            network_mode=network_mode,
-            bind_host=bind_host,
-            container_port=_port(settings, "container_port"),
-            health_path=health_path,
-            health_timeout=health_timeout,
-            health_host=health_host,
-            volumes=volumes,
+            port=settings.port,
+            network_mode=settings.network_mode,
+            bind_host=settings.bind_host,
+            container_port=settings.container_port,
+            health_path=settings.health_path,
+            health_timeout=settings.health_timeout,
+            health_host=settings.health_host,
+            volumes=list(settings.volumes),
         )
 
     @property
@@ -427,75 +413,3 @@ def _api_message(exc: BaseException) -> str:
     if engine_gone(exc):
         return "the Docker engine is not answering"
     return str(exc)[:300]
-
-
-def parse_volumes(value: Any, allowed_bind_roots: list[str]) -> list[str]:
-    """Check a placement's `volumes`: ["data:/var/lib/app", "/srv/shop/uploads:/uploads"].
-
-    Named volumes are always allowed. A bind mount only from a directory under one of
-    `allowed_bind_roots` (SHIPMATE_BIND_MOUNT_ROOTS, set by an admin), so a placement
-    cannot mount the host's /etc or the Docker socket into an application.
-    """
-    if value in (None, "", []):
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TargetError('volumes must be a list such as ["data:/var/lib/app"]')
-    checked = []
-    for entry in value:
-        source, sep, target = entry.partition(":")
-        target, _, mode = target.partition(":")
-        if not sep or not target.startswith("/") or mode not in ("", "ro", "rw"):
-            raise TargetError(f"volume {entry!r} must be SOURCE:/path[:ro]")
-        if source.startswith("/"):
-            resolved = PurePosixPath(posixpath.normpath(source))
-            roots = [
-                PurePosixPath(posixpath.normpath(root)) for root in allowed_bind_roots if root.startswith("/")
-            ]
-            if not any(resolved == root or root in resolved.parents for root in roots):
-                allowed = ", ".join(map(str, roots)) or "none (SHIPMATE_BIND_MOUNT_ROOTS is empty)"
-                raise TargetError(f"bind mount {resolved} is not under an allowed directory ({allowed})")
-            source = str(resolved)
-        elif not _NAME_RE.match(source):
-            raise TargetError(f"volume name {source!r} may use letters, digits, '.', '_' and '-'")
-        checked.append(":".join(filter(None, (source, target, mode))))
-    return checked
-
-
-def _port(settings: dict[str, Any], key: str) -> int | None:
-    value = settings.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise TargetError(f"{key} must be a whole number from 1 to 65535, not {value!r}")
-    return value
-
-
-def _seconds(value: Any, *, default: float) -> float:
-    if value is None or value == "":
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if isinstance(value, bool) or not 0 < seconds <= 3600:
-        raise TargetError(f"health_timeout must be a number of seconds from 0 to 3600, not {value!r}")
-    return seconds
-
-
-def _ip(settings: dict[str, Any], key: str, default: str) -> str:
-    value = settings.get(key) or default
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise TargetError(f"{key} must be an IP address such as 127.0.0.1, not {value!r}") from None
-
-
-def _host(settings: dict[str, Any], key: str, default: str) -> str:
-    value = settings.get(key) or default
-    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9.:-]+$", value):
-        raise TargetError(f"{key} must be a host name or IP address, not {value!r}")
-    return value

@@ -1,11 +1,9 @@
-"""Connecting to a Kubernetes API and reading the target's settings."""
+"""Connecting to a Kubernetes API."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
 
 import yaml
 from kubernetes import client, config
@@ -25,26 +23,6 @@ def describe_error(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or exc
     # urllib3 prefixes the reason with a connection object repr; users need only the cause.
     return re.sub(r"<[^>]+>:\s*", "", str(reason))
-
-
-def setting_number(settings: Mapping[str, Any], key: str, default: float, *, integer: bool = False) -> Any:
-    raw = settings.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except (TypeError, ValueError):
-        raise TargetError(f"Kubernetes setting {key!r} must be a number, got {raw!r}") from None
-    if isinstance(raw, bool) or value <= 0:
-        raise TargetError(f"Kubernetes setting {key!r} must be a positive number, got {raw!r}")
-    return value
-
-
-def setting_bool(settings: Mapping[str, Any], key: str) -> bool:
-    raw = settings.get(key, False)
-    if isinstance(raw, str):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(raw)
 
 
 def build_api_client(

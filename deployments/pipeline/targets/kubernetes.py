@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..base import Cancelled, LogFn, Release, RolloutFailed, StageError, StopFn, TargetError, never_stop
-from .k8s_client import build_api_client, describe_error, setting_bool, setting_number
+from .k8s_client import build_api_client, describe_error
 from .k8s_status import (
     CAUSE_ANNOTATION,
     HASH_ANNOTATION,
@@ -27,6 +27,7 @@ from .k8s_status import (
     find_pod_failure,
     rollout_status,
 )
+from .settings import KubernetesSettings
 
 MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
 JSON_PATCH = "application/json-patch+json"
@@ -71,27 +72,30 @@ class KubernetesTarget:
 
     @classmethod
     def from_settings(
-        cls, *, name: str, settings: Mapping[str, Any], kubeconfig: str = "", **_: Any
+        cls,
+        *,
+        name: str,
+        settings: KubernetesSettings | Mapping[str, Any],
+        kubeconfig: str = "",
+        **_: Any,
     ) -> KubernetesTarget:
-        required = {}
-        for key in ("namespace", "deployment", "container"):
-            value = settings.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise TargetError(f"Kubernetes setting {key!r} is required")
-            required[key] = value.strip()
+        if not isinstance(settings, KubernetesSettings):
+            settings = KubernetesSettings.parse(settings)
         api = build_api_client(
             kubeconfig=kubeconfig or "",
-            kubeconfig_path=str(settings.get("kubeconfig_path") or ""),
-            in_cluster=setting_bool(settings, "in_cluster"),
-            context=str(settings.get("context") or "") or None,
+            kubeconfig_path=settings.kubeconfig_path,
+            in_cluster=settings.in_cluster,
+            context=settings.context or None,
         )
         return cls(
             name=name,
             api=api,
-            timeout=setting_number(settings, "timeout", 600.0),
-            max_restarts=setting_number(settings, "max_restarts", 3, integer=True),
-            poll_interval=setting_number(settings, "poll_interval", 1.0),
-            **required,
+            namespace=settings.namespace,
+            deployment=settings.deployment,
+            container=settings.container,
+            timeout=settings.timeout,
+            max_restarts=settings.max_restarts,
+            poll_interval=settings.poll_interval,
         )
 
     def close(self) -> None:
