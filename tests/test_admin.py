@@ -178,3 +178,34 @@ def test_marking_a_plain_variable_secret_encrypts_its_stored_value(
     assert variable.plain_value == ""
     assert variable.value == SECRET
     assert SECRET not in root.get(change_url(dev_env)).content.decode()
+
+
+def test_the_admin_refuses_bad_environment_settings_with_the_manage_forms_message(
+    root: Client, admin: User, dev_env: Environment
+) -> None:
+    from django.utils.html import escape
+
+    message = escape("health_path must be a path starting with '/', not 'healthz'")
+    data = environment_form(dev_env, [])
+    data["target_settings"] = '{"port": 8080, "health_path": "healthz"}'
+    response = root.post(change_url(dev_env), data)
+    assert response.status_code == 200 and message in response.content.decode()
+
+    manage = Client()
+    manage.force_login(admin)
+    form = {"name": "dev", "order": "10", "target_kind": "docker", "port": "8080", "health_path": "healthz"}
+    form.update(approvals_required="1", approval_ttl_minutes="240")
+    response = manage.post(reverse("manage_environment_edit", args=["dev"]), form)
+    assert response.status_code == 400
+    assert f'id="health_path-errors">{message}</div>' in response.content.decode()
+    dev_env.refresh_from_db()
+    assert dev_env.target_settings["health_path"] == "/healthz"
+
+
+def test_the_admin_refuses_a_variable_name_the_manage_form_refuses(
+    root: Client, dev_env: Environment
+) -> None:
+    response = root.post(change_url(dev_env), environment_form(dev_env, [{"name": "1BAD", "value": "x"}]))
+    assert response.status_code == 200
+    assert "Use letters, digits and underscores, not starting with a digit." in response.content.decode()
+    assert not Variable.objects.filter(name="1BAD").exists()

@@ -454,3 +454,29 @@ def test_test_connection_and_deletes_refuse_get(admin, manage_objects):
     for name in ("manage_environment_test_connection", "manage_variable_delete", "manage_freeze_delete"):
         assert client.get(reverse(name, args=url_args(name, manage_objects))).status_code == 405
     assert Variable.objects.exists() and FreezeWindow.objects.exists()
+
+
+def test_the_environment_form_has_one_input_per_setting_of_each_target_kind(admin, dev_env):
+    from deployments.pipeline.targets.settings import DockerSettings, KubernetesSettings
+
+    page = html(login(admin).get(reverse("manage_environment_edit", args=["dev"])))
+    for settings in (DockerSettings, KubernetesSettings):
+        for info in settings.describe():
+            assert f'name="{info.name}"' in page
+    assert 'name="target_settings"' not in page
+
+
+def test_the_environment_form_keeps_only_the_chosen_kinds_settings_typed(admin):
+    data = env_data(target_kind="kubernetes", port="8080", namespace="shop", timeout="90", in_cluster="true")
+    assert login(admin).post(reverse("manage_environment_new"), data).status_code == 302
+    assert Environment.objects.get().target_settings == {
+        "namespace": "shop",
+        "timeout": 90.0,
+        "in_cluster": True,
+    }
+
+
+def test_an_approval_count_out_of_range_is_refused_by_the_model(admin, dev_env):
+    data = env_data(name="dev", approvals_required="21")
+    response = login(admin).post(reverse("manage_environment_edit", args=["dev"]), data)
+    assert response.status_code == 400 and 'id="approvals_required-errors"' in html(response)
