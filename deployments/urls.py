@@ -51,6 +51,7 @@ manage_urlpatterns = [
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
+    path("events/placements", dashboard.dashboard_events, name="dashboard_events"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("deploy/", deploy.deploy, name="deploy"),

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .. import permissions
+from ..feed import placement_changed
 from ..logs import discard_stream
 from ..models import Deployment, Environment, Placement, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
@@ -109,6 +110,7 @@ def _create(
         freeze=freeze.reason if freeze else "",
     )
     dispatch_build(deployment.pk)
+    placement_changed(environment.pk, repository.pk)
     return deployment
 
 

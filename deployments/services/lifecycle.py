@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ..feed import placement_changed
 from ..logs import publish_status
 from ..models import Deployment, Phase, Placement, Stage, StageStatus, Status
 from ..models.deployment import FINISHED, RELEASABLE, WAITING
@@ -85,6 +86,7 @@ def transition(
             extra.setdefault("error", error[:500])
         audit("system", action or f"deployment.{to}", deployment, **extra)
     publish_status(deployment.pk, to, end=to in FINISHED)
+    placement_changed(deployment.environment_id, deployment.repository_id)
     if to != Status.RUNNING:
         dispatch_next(deployment.environment_id, deployment.repository_id)
     return True

@@ -1,8 +1,9 @@
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, StreamingHttpResponse
 from django.shortcuts import render
 
-from .. import selectors
+from .. import feed, selectors
 from ..models import Repository, Status
 from .common import partial
 
@@ -12,6 +13,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     columns, rows = selectors.placement_matrix(request.user)
     context = {"columns": columns, "rows": rows}
     return render(request, partial(request, "deployments/dashboard.html", "environments"), context)
+
+
+async def dashboard_events(request: HttpRequest) -> HttpResponse:
+    """SSE: tells the matrix page when a placement it shows changed (see feed.py)."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return HttpResponseForbidden("Log in first.")
+    environments = await sync_to_async(selectors.visible_environments)(user)
+    response = StreamingHttpResponse(
+        feed.changes(e.pk for e in environments), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 @login_required

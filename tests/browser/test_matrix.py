@@ -1,5 +1,5 @@
 """The dashboard matrix in Chromium: two applications deploy side by side, both cells
-update on the open page, a cell opens its placement page, and a promotion is confirmed."""
+update on the open page as they change (pushed), a cell opens its placement page, and a promotion is confirmed."""
 
 from __future__ import annotations
 
@@ -43,9 +43,13 @@ def test_two_applications_update_live_on_the_matrix_and_a_cell_promotes(
     services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main")
     services.deployment_request(user=dev, repository=hello, environment=dev_env, ref="main")
 
-    # The open page refreshes itself (every 5 s): no reload by the test.
+    # The open page is told about each change (feed.py over SSE) and re-renders: no
+    # reload by the test, and well before its fallback refresh (every 60 s) would run.
     for app in ("demo", "hello"):
-        expect(page.locator(f'[data-cell="{app}/dev"] code.sha')).to_have_count(1, timeout=90_000)
+        # Running (a status badge) or waiting (the queue tag), seconds after the request.
+        expect(page.locator(f'[data-cell="{app}/dev"] :is(.badge, .tag)').first).to_be_visible(timeout=10_000)
+    for app in ("demo", "hello"):
+        expect(page.locator(f'[data-cell="{app}/dev"] code.sha')).to_have_count(1, timeout=45_000)
     expect(page.locator('[data-cell="hello/dev"] a', has_text="Open app")).to_have_attribute(
         "href", f"http://127.0.0.1:{hello_port}/"
     )
