@@ -3,7 +3,7 @@ the reads the run lifecycle shares with them (runs.py). Views use `selectors.<na
 
 from .matrix import Cell, Column, MatrixRow, placement_matrix, placement_overview
 from .pages import (
-    EnvironmentRow,
+    PlacementRow,
     approval_context,
     approval_inbox,
     approval_inbox_count,
@@ -13,7 +13,7 @@ from .pages import (
     deployable_choices,
     deployment_detail,
     deployment_history,
-    environment_overview,
+    environment_page,
     queue_position,
     visible_environments,
 )
@@ -31,7 +31,7 @@ from .runs import (
 __all__ = [
     "Cell",
     "Column",
-    "EnvironmentRow",
+    "PlacementRow",
     "MatrixRow",
     "approval_context",
     "approval_inbox",
@@ -43,7 +43,7 @@ __all__ = [
     "deployable_choices",
     "deployment_detail",
     "deployment_history",
-    "environment_overview",
+    "environment_page",
     "last_successful",
     "hold_reason",
     "in_line",

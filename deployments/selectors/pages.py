@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from .. import permissions
-from ..models import Approval, Deployment, Environment, Placement, Repository, Stage, Status
-from ..models.deployment import WAITING
+from ..models import Approval, Deployment, Environment, Phase, Placement, Repository, Stage, Status
 from .runs import approvals_needed, in_line, valid_approvals
 
 _ACTIVE = {Status.QUEUED, Status.RUNNING, Status.AWAITING_APPROVAL, Status.APPROVED, Status.READY}
 
 
 @dataclass
-class EnvironmentRow:
-    environment: Environment
+class PlacementRow:
+    """One application in the environment page: what runs, what rolls out, what builds ahead, what waits."""
+
+    placement: Placement
     current: Deployment | None
-    running: Deployment | None
-    waiting: list[Deployment]
-    awaiting_approval: list[Deployment]
-    can_deploy: bool
+    rolling_out: Deployment | None = None
+    building: list[Deployment] = field(default_factory=list)
+    waiting: list[Deployment] = field(default_factory=list)
+    awaiting_approval: list[Deployment] = field(default_factory=list)
 
 
 def _base() -> QuerySet[Deployment]:
@@ -34,27 +35,33 @@ def visible_environments(user: Any) -> list[Environment]:
     return [env for env in envs if permissions.can_view_environment(user, env)]
 
 
-def environment_overview(user: Any) -> list[EnvironmentRow]:
-    envs = visible_environments(user)
-    ids = [e.pk for e in envs]
-    active = list(_base().filter(environment_id__in=ids, status__in=_ACTIVE).order_by("created_at", "id"))
-    current: dict[int, Deployment] = {}
-    for dep in _base().filter(environment_id__in=ids, status=Status.SUCCEEDED).order_by("finished_at", "id"):
-        current[dep.environment_id] = dep  # the last one wins
-    rows = []
-    for env in envs:
-        mine = [d for d in active if d.environment_id == env.pk]
-        rows.append(
-            EnvironmentRow(
-                environment=env,
-                current=current.get(env.pk),
-                running=next((d for d in mine if d.status == Status.RUNNING), None),
-                waiting=[d for d in mine if d.status in WAITING],
-                awaiting_approval=[d for d in mine if d.status == Status.AWAITING_APPROVAL],
-                can_deploy=permissions.can_deploy(user, env),
-            )
-        )
-    return rows
+def environment_page(environment: Environment) -> list[PlacementRow]:
+    """Every application placed in the environment, in a constant number of queries."""
+    latest = Deployment.objects.filter(
+        environment=OuterRef("environment"), repository=OuterRef("repository"), status=Status.SUCCEEDED
+    ).order_by("-finished_at", "-id")
+    placements = list(
+        Placement.objects.filter(environment=environment)
+        .select_related("repository", "environment", "locked_by")
+        .annotate(current_id=Subquery(latest.values("pk")[:1]))
+        .order_by("repository__name")
+    )
+    current = _base().in_bulk([p.current_id for p in placements if p.current_id])
+    rows = {p.repository_id: PlacementRow(p, current.get(p.current_id)) for p in placements}
+    active = _base().filter(environment=environment, status__in=_ACTIVE).order_by("created_at", "id")
+    for d in active:
+        row = rows.get(d.repository_id)
+        if row is None:
+            continue  # its placement was removed; the deployment page still shows it
+        if d.status == Status.RUNNING and d.phase == Phase.RELEASE:
+            row.rolling_out = d
+        elif d.status == Status.RUNNING:
+            row.building.append(d)
+        elif d.status == Status.AWAITING_APPROVAL:
+            row.awaiting_approval.append(d)
+        else:
+            row.waiting.append(d)
+    return list(rows.values())
 
 
 def deployment_history(
@@ -145,7 +152,7 @@ def approval_context(deployment: Deployment) -> dict[str, Any]:
     env = deployment.environment
     previous = deployment.replaced or (
         _base()
-        .filter(environment=env, status=Status.SUCCEEDED)
+        .filter(environment=env, repository_id=deployment.repository_id, status=Status.SUCCEEDED)
         .exclude(pk=deployment.pk)
         .order_by("-finished_at", "-id")
         .first()

@@ -6,27 +6,21 @@ from django.views.decorators.http import require_POST
 
 from .. import permissions, selectors, services
 from ..forms import LockForm, ReshipForm
-from ..models import Environment, Repository
+from ..models import Repository
 from .common import client_ip, get_environment, partial
 
 
 @login_required
 def environment_detail(request: HttpRequest, name: str) -> HttpResponse:
     env = get_environment(request, name)
-    row = next(r for r in selectors.environment_overview(request.user) if r.environment.pk == env.pk)
     context = {
-        "row": row,
+        "rows": selectors.environment_page(env),
         "env": env,
         "history": selectors.deployment_history(request.user, environment=env.name)[:20],
         "can_lock": permissions.can_lock(request.user, env),
         "can_deploy": permissions.can_deploy(request.user, env),
         "lock_form": LockForm(),
         "freeze": env.active_freeze(),
-        "others": [
-            other
-            for other in Environment.objects.exclude(pk=env.pk).filter(order__lt=env.order)
-            if permissions.can_view_environment(request.user, other)
-        ],
     }
     return render(request, partial(request, "deployments/environment.html", "queue"), context)
 

@@ -331,19 +331,37 @@ def test_too_long_approval_comment_is_refused_with_the_form_error(dev, release, 
     assert deployment.status == Status.AWAITING_APPROVAL
 
 
-def test_promote_buttons_list_only_environments_the_user_may_view(
-    release, groups, make_environment, live_env
+def test_environment_page_lists_each_application_with_what_runs_builds_and_waits(
+    dev, dev2, repository, dev_env, tmp_path
 ):
-    from deployments import permissions
+    from deployments.models import Phase, Repository
+    from tests.conftest import place
 
-    make_environment("dev", order=10)
-    restricted = make_environment("restricted", order=20)
-    restricted.deploy_groups.set([groups[permissions.ADMINS]])
-    restricted.approve_groups.set([groups[permissions.ADMINS]])
-
-    html = login(release).get(reverse("environment_detail", args=[live_env.name])).content.decode()
-    assert "Promote what dev runs" in html
-    assert "restricted" not in html
+    other = Repository.objects.create(name="other", git_url=repository.git_url, image_name="t/other")
+    place(other, dev_env, target_settings={"port": 1}, public_url="http://127.0.0.1:1/")
+    done = Deployment.objects.create(
+        repository=other, environment=dev_env, ref="v1", requested_by=dev, status=Status.SUCCEEDED,
+        commit_sha="c" * 40, image_digest="r/other@sha256:" + "d" * 64, finished_at=timezone.now(),
+    )  # fmt: skip
+    rolling = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="r", requested_by=dev,
+        status=Status.RUNNING, phase=Phase.RELEASE,
+    )  # fmt: skip
+    ahead = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="a", requested_by=dev2,
+        status=Status.RUNNING, phase=Phase.BUILD,
+    )  # fmt: skip
+    ready = Deployment.objects.create(
+        repository=repository, environment=dev_env, ref="b", requested_by=dev, status=Status.READY
+    )
+    html = login(dev).get(reverse("environment_detail", args=[dev_env.name])).content.decode()
+    demo_row = html[html.index('data-app="demo"') : html.index('data-app="other"')]
+    other_row = html[html.index('data-app="other"') :]
+    assert f"#{rolling.pk}</a> r" in demo_row and "rolling out" in demo_row
+    assert f"#{ahead.pk}</a> a" in demo_row and "building ahead" in demo_row
+    assert f'id="queue-{ready.pk}"' in demo_row
+    assert f"#{done.pk}</a>" in other_row and "Open app" in other_row
+    assert f"#{done.pk}</a>" not in demo_row
 
 
 def test_finished_stages_show_how_long_they_took(dev, repository, dev_env):
