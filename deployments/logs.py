@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -22,7 +23,7 @@ from urllib.parse import quote, quote_plus
 import redis as redis_lib
 import redis.asyncio as redis_async
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -54,6 +55,15 @@ def discard_stream(deployment_id: int) -> None:
 
 # --- masking -------------------------------------------------------------------
 
+# Terminal control sequences (CSI such as colours, OSC such as titles, two-byte ESC
+# sequences) and other C0 controls except tab and newline. A build that colours its
+# output must not be able to hide a secret from the masker by interleaving them.
+_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f]"
+)
+_HAS_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+Span = tuple[int, int]
+
 
 def _forms(secret: str) -> set[str]:
     """The spellings of `secret` that commonly end up in logs.
@@ -73,8 +83,45 @@ def _forms(secret: str) -> set[str]:
     return forms
 
 
+def _stripped(text: str) -> tuple[str, list[int] | None]:
+    """`text` without control sequences, and for each kept character its index in `text`
+    (None when nothing was stripped)."""
+    if not _HAS_CONTROL.search(text):
+        return text, None
+    parts: list[str] = []
+    index: list[int] = []
+    last = 0
+    for match in _CONTROLS.finditer(text):
+        parts.append(text[last : match.start()])
+        index.extend(range(last, match.start()))
+        last = match.end()
+    parts.append(text[last:])
+    index.extend(range(last, len(text)))
+    return "".join(parts), index
+
+
+def _replace(text: str, spans: list[Span]) -> str:
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out: list[str] = []
+    pos = 0
+    for start, end in merged:
+        out += (text[pos:start], MASK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 class Masker:
-    """Replaces secrets and their encoded forms with `****`, using one compiled regex."""
+    """Replaces secrets and their encoded forms with `****`, using one compiled regex.
+
+    Matching ignores terminal control sequences, so `s3c\x1b[1mret` is caught; a
+    match swallows the sequences inside it.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms: set[str] = set()
@@ -91,15 +138,83 @@ class Masker:
         # Longest first, so a secret that contains another one is masked whole.
         ordered = sorted(forms, key=lambda f: (-len(f), f))
         self._regex = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._reach = max(map(len, ordered), default=0)
+        self._joins = ("", "\n") if any("\n" in f for f in ordered) else ("",)
+
+    @property
+    def active(self) -> bool:
+        return self._regex is not None
 
     def __call__(self, text: str) -> str:
         if self._regex is None:
             return text
-        return self._regex.sub(MASK, text)
+        stripped, index = _stripped(text)
+        if index is None:
+            return self._regex.sub(MASK, text)
+        spans = [m.span() for m in self._regex.finditer(text)]
+        spans += [(index[m.start()], index[m.end() - 1] + 1) for m in self._regex.finditer(stripped)]
+        return _replace(text, spans) if spans else text
+
+    def across(self, before: str, after: str) -> tuple[int, int] | None:
+        """A secret that starts in line `before` and ends in line `after` (printed
+        wrapped, or split over two writes): `(cut, upto)` such that
+        `before[cut:]` and `after[:upto]` are its two halves, or None."""
+        if self._regex is None or not before or not after:
+            return None
+        head, head_index = _stripped(before)
+        tail, tail_index = _stripped(after)
+        a, b = head[-(self._reach - 1) :], tail[: self._reach - 1]
+        found: tuple[int, int] | None = None
+        for join in self._joins:
+            for match in self._regex.finditer(a + join + b):
+                if match.start() < len(a) and match.end() > len(a) + len(join):
+                    cut = len(head) - len(a) + match.start()
+                    upto = match.end() - len(a) - len(join)
+                    found = (
+                        min(cut, found[0]) if found else cut,
+                        max(upto, found[1]) if found else upto,
+                    )
+        if found is None:
+            return None
+        cut, upto = found
+        if head_index is not None:
+            cut = head_index[cut]
+        if tail_index is not None:
+            upto = tail_index[upto - 1] + 1
+        return cut, upto
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
     return Masker(secrets)(text)
+
+
+# --- what may be stored ------------------------------------------------------------
+
+
+def clean_text(text: str | bytes) -> str:
+    """Text every store accepts: invalid UTF-8 and lone surrogates become U+FFFD, and so
+    does NUL (PostgreSQL refuses it in text columns)."""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", errors="replace")
+    elif not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text
+
+
+def cap_line(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` UTF-8 bytes plus a note of how much was cut."""
+    if len(text) * 4 <= max_bytes:
+        return text
+    data = text.encode()
+    if len(data) <= max_bytes:
+        return text
+    kept = data[: max_bytes - 64].decode("utf-8", errors="ignore")
+    return f"{kept} … [{len(data) - len(kept.encode()):,} bytes cut: limit SHIPMATE_LOG_MAX_LINE_BYTES]"
 
 
 # --- Redis clients ---------------------------------------------------------------
@@ -167,13 +282,79 @@ def publish_status(deployment_id: int, status: str, *, end: bool = False) -> Non
 
 # --- writer --------------------------------------------------------------------
 
+# One EVALSHA XADDs a whole batch, one entry per line in order, with the ids Redis
+# assigns: about three times the rate of a redis-py pipeline of XADDs (docs/decisions.md).
+# ARGV: maxlen, then per entry "0", stage, text for a line, or n and n field/value
+# pairs for an event.
+_XADD_BATCH = """
+local key, maxlen, ids, n, i = KEYS[1], ARGV[1], {}, 0, 2
+while i <= #ARGV do
+  local count = tonumber(ARGV[i])
+  n = n + 1
+  if count == 0 then
+    ids[n] = redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*',
+                        'type', 'line', 'stage', ARGV[i + 1], 'text', ARGV[i + 2])
+    i = i + 3
+  else
+    ids[n] = redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + 2 * count))
+    i = i + 1 + 2 * count
+  end
+end
+return ids
+"""
+_XADD_BATCH_SHA = hashlib.sha1(_XADD_BATCH.encode()).hexdigest()
+# A line waits this long for the next one (or flush()/close()) before it goes out, so a
+# secret the next line completes is masked in both.
+HOLD_BACK = 0.05
+# Pauses before retrying a batch the database refused for a connection problem.
+DB_RETRIES = (0.2, 1.0)
+_COLUMNS = ("deployment_id", "entry_ms", "entry_seq", "stage", "text")
+
+Row = tuple[int, int, int, str, str]
+Item = tuple[str, str] | dict[str, str]  # a line (stage, text) or an event's fields
+
+
+class LogWriterError(RuntimeError):
+    """The log could not be written as asked (the database refused a batch, or the
+    writer stalled); raised by the writer's next call."""
+
+
+def _insert_rows(rows: list[Row]) -> None:
+    table = connection.ops.quote_name(LogLine._meta.db_table)
+    columns = ", ".join(_COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            import psycopg
+
+            try:
+                with transaction.atomic():  # a savepoint: a conflict falls back to the INSERT
+                    with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                return
+            except psycopg.errors.UniqueViolation:
+                pass  # a retried batch: store what is missing
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows
+        )
+
 
 class LogWriter:
-    """Appends masked lines to the deployment's stream and, in batches, to the database.
+    """Masks lines and hands them to two background threads: one XADDs them to the
+    deployment's stream in batches (`stream_batch` entries, or whatever came within
+    `stream_interval`), the other inserts them into `LogLine` (`batch_size` rows, or
+    every `flush_interval`), with the id Redis gave each entry.
 
-    Safe to call from several threads. If Redis fails, lines still reach the
-    database under a synthetic id that sorts after everything written before; live
-    viewers miss them, the history and the download keep them.
+    `line()` waits (at most `buffer_wait` seconds, then raises) while `buffer_lines`
+    lines or `buffer_bytes` bytes are not yet in the database. `flush()` and
+    `close()` return once everything written before is in Redis and the database.
+    A failure in a background thread is raised, once, by the next `line()`,
+    `event()`, `flush()` or `close()` as LogWriterError. Past `max_lines` lines one
+    truncation line is stored, later lines are only counted (`dropped`); events pass.
+
+    Safe to call from several threads. If Redis fails, lines still reach the database
+    under a synthetic id that sorts after everything written before; live viewers
+    miss them, the history and the download keep them.
     """
 
     def __init__(
@@ -182,31 +363,66 @@ class LogWriter:
         *,
         secrets: Iterable[str] = (),
         flush_interval: float = 0.2,
-        batch_size: int = 200,
+        batch_size: int = 5000,
         redis: redis_lib.Redis | None = None,
+        stream_interval: float = 0.002,
+        stream_batch: int = 1000,
+        max_lines: int | None = None,
+        max_line_bytes: int | None = None,
+        buffer_lines: int | None = None,
+        buffer_bytes: int | None = None,
+        buffer_wait: float | None = None,
     ) -> None:
         self.deployment_id = deployment_id
         self.key = stream_key(deployment_id)
         self.mask = Masker(secrets)
         self.flush_interval = flush_interval
         self.batch_size = batch_size
+        self.stream_interval = stream_interval
+        self.stream_batch = stream_batch
+        self.max_lines = max_lines or settings.LOG_MAX_LINES
+        self.max_line_bytes = max_line_bytes or settings.LOG_MAX_LINE_BYTES
+        self.buffer_lines = buffer_lines or settings.LOG_BUFFER_LINES
+        self.buffer_bytes = buffer_bytes or settings.LOG_BUFFER_BYTES
+        self.buffer_wait = buffer_wait or settings.LOG_BUFFER_WAIT
         self._redis = redis if redis is not None else get_redis()
         self._maxlen = settings.LOG_STREAM_MAXLEN
-        # Held across XADD and the append so database order equals stream order.
+        # One lock; each thread waits on its own condition of it.
         self._lock = threading.Lock()
-        # Held across a whole flush so `flush()` returns only once every earlier line is stored.
-        self._flush_lock = threading.Lock()
-        self._buffer: list[LogLine] = []
+        self._wake_stream = threading.Condition(self._lock)
+        self._wake_db = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        self._input: list[Item] = []  # masked, waiting for the stream thread
+        self._input_since = 0.0
+        self._chunks: list[tuple[list[Row], int, int, int]] = []  # (rows, items up to, lines, bytes)
+        self._chunk_rows = 0
+        self._chunks_since = 0.0
+        self._held: tuple[str, str] | None = None  # the last line, kept back for the masker
+        self._held_at = 0.0
+        self._accepted = 0  # items put into _input
+        self._taken = 0  # items the stream thread took
+        self._stored = 0  # items done: in Redis and the database
+        self._flush_to = 0  # flush() wants the items up to here done now
+        self._pending_lines = 0  # accepted lines not yet in the database
+        self._pending_bytes = 0
+        self._lines = 0
+        self.dropped = 0  # lines past max_lines, counted only
+        self._error: BaseException | None = None
+        self._error_note = ""
+        self._closed = False
+        self._stream_done = False
+        self._sync = threading.Lock()  # after close(), stragglers are written one call at a time
+        self._joined = threading.Event()
+        # Only the stream thread (or, after close, the straggler path) touches these.
         self._last_id = (0, 0)
-        self._last_flush = time.monotonic()
         self._redis_down_until = 0.0
         self._stream_has_ttl = False
-        self._closed = False
-        self._stop = threading.Event()
-        self._timer = threading.Thread(
-            target=self._flush_periodically, name=f"log-flush-{deployment_id}", daemon=True
-        )
-        self._timer.start()
+        self._threads = [
+            threading.Thread(target=self._stream_loop, name=f"log-stream-{deployment_id}", daemon=True),
+            threading.Thread(target=self._db_loop, name=f"log-db-{deployment_id}", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def __enter__(self) -> LogWriter:
         return self
@@ -220,68 +436,276 @@ class LogWriter:
         # Lets a writer be passed where the pipeline expects a LogFn.
         self.line(text)
 
-    def line(self, text: str, *, stage: str = "") -> None:
+    @property
+    def lines_written(self) -> int:
+        """Lines given to the writer, stored or (past the limit) not."""
+        return self._lines + self.dropped
+
+    # --- the caller's side
+
+    def line(self, text: str | bytes, *, stage: str = "") -> None:
+        if self._error is not None:
+            self._raise_failure()
         # Mask before splitting, so a multi-line secret is caught whole.
-        masked = self.mask(text)
+        masked = self.mask(clean_text(text))
         parts = [part.rstrip("\r") for part in masked.rstrip("\n").split("\n")]
+        done = 0
         with self._lock:
-            for part in parts:
-                entry_ms, entry_seq = self._append({"type": "line", "stage": stage, "text": part})
-                self._buffer.append(
-                    LogLine(
-                        deployment_id=self.deployment_id,
-                        entry_ms=entry_ms,
-                        entry_seq=entry_seq,
-                        stage=stage[:20],
-                        text=part,
-                    )
-                )
-            # After close() no timer runs: a straggler (say a log-streaming thread) is stored at once.
-            due = self._closed or len(self._buffer) >= self.batch_size or self._flush_due()
-        if due:
-            self._try_flush()
+            while done < len(parts) and not self._closed:
+                self._wait_for_space()
+                if self._closed:
+                    break
+                self._accept(stage, parts[done])
+                done += 1
+            if done == len(parts):
+                return
+        self._write_now([(stage, part) for part in parts[done:]])
 
     def event(self, kind: str, **data: str) -> None:
+        if self._error is not None:
+            self._raise_failure()
+        fields = {"type": kind, **data}
         with self._lock:
-            self._append({"type": kind, **data}, required=False)
+            if not self._closed:
+                self._release_held()  # a stage's end comes after its last line
+                self._enqueue(fields)
+                return
+        self._write_now([fields])
 
     def flush(self) -> None:
-        with self._flush_lock:
-            with self._lock:
-                batch, self._buffer = self._buffer, []
-                self._last_flush = time.monotonic()
-            if not batch:
+        self._raise_failure()
+        with self._lock:
+            if self._closed:
                 return
-            try:
-                LogLine.objects.bulk_create(batch, ignore_conflicts=True)
-            except Exception:
-                # Keep the lines for the next attempt; ignore_conflicts makes a retry harmless.
-                with self._lock:
-                    self._buffer[:0] = batch
-                raise
-
-    def _try_flush(self) -> None:
-        try:
-            self.flush()
-        except Exception:
-            logger.exception("Storing log lines of %s failed; retrying with the next batch", self.key)
-            close_old_connections()
+            self._release_held()
+            target = self._accepted
+            self._flush_to = max(self._flush_to, target)
+            self._wake_stream.notify()
+            self._wake_db.notify()
+            deadline = time.monotonic() + self.buffer_wait
+            while self._stored < target and self._error is None and not self._stream_done:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LogWriterError(
+                        f"Log of deployment {self.deployment_id}: not stored after {self.buffer_wait:g} s"
+                    )
+                self._progress.wait(remaining)
+        self._raise_failure()
 
     def close(self) -> None:
-        if self._closed:
+        with self._lock:
+            closing = not self._closed
+            if closing:
+                self._release_held()
+                self._closed = True
+                self._wake_stream.notify()
+                self._wake_db.notify()
+                self._progress.notify_all()
+        if not closing:
+            self._raise_failure()
             return
-        self._closed = True
-        self._stop.set()
-        if self._timer is not threading.current_thread():
-            self._timer.join()
-        self.flush()
-        if time.monotonic() < self._redis_down_until:
-            logger.warning("Log stream %s keeps no expiry: Redis is unavailable", self.key)
+        stalled = False
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=self.buffer_wait)
+                stalled |= thread.is_alive()
+        self._joined.set()
+        if self.dropped:
+            logger.warning(
+                "Log of deployment %s: %s lines past SHIPMATE_LOG_MAX_LINES=%s were not stored",
+                self.deployment_id,
+                self.dropped,
+                self.max_lines,
+            )
+        self._expire()
+        if stalled:
+            raise LogWriterError(
+                f"Log of deployment {self.deployment_id}: not stored after {self.buffer_wait:g} s"
+            )
+        self._raise_failure()
+
+    # --- shared state, all with self._lock held
+
+    def _wait_for_space(self) -> None:
+        deadline = 0.0
+        while not self._closed and (
+            self._pending_lines >= self.buffer_lines
+            or (self._pending_bytes >= self.buffer_bytes and self._pending_lines)
+        ):
+            now = time.monotonic()
+            deadline = deadline or now + self.buffer_wait
+            if now >= deadline or self._stream_done:
+                raise LogWriterError(
+                    f"Log of deployment {self.deployment_id}: {self._pending_lines} lines not stored "
+                    f"after {self.buffer_wait:g} s; the database or Redis is stalled"
+                )
+            self._progress.wait(deadline - now)
+
+    def _count(self, stage: str, text: str) -> tuple[str, str] | None:
+        """The line to store for `text`, under the size limit; None past it."""
+        if self._lines < self.max_lines:
+            self._lines += 1
+            return stage, text
+        self.dropped += 1
+        if self.dropped > 1:
+            return None
+        return stage, f"… truncated at {self.max_lines:,} lines: limit SHIPMATE_LOG_MAX_LINES"
+
+    def _accept(self, stage: str, text: str) -> None:
+        line = self._count(stage, text)
+        if line is None:
             return
+        self._pending_lines += 1
+        if not self.mask.active or self.dropped:
+            self._release_held()
+            self._enqueue(line)
+            return
+        if self._held is not None:
+            held_stage, held_text = self._held
+            split = self.mask.across(held_text, text)
+            if split is not None:
+                held_text, text = held_text[: split[0]] + MASK, MASK + text[split[1] :]
+            self._enqueue((held_stage, held_text))
+        self._held = (stage, text)
+        self._held_at = time.monotonic()
+
+    def _release_held(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._enqueue(held)
+
+    def _enqueue(self, item: Item) -> None:
+        if isinstance(item, tuple):
+            item = (item[0], cap_line(item[1], self.max_line_bytes))
+            self._pending_bytes += len(item[1])
+        if not self._input:
+            self._input_since = time.monotonic()
+            self._wake_stream.notify()
+        self._input.append(item)
+        self._accepted += 1
+        if len(self._input) == self.stream_batch:
+            self._wake_stream.notify()
+
+    def _fail(self, exc: BaseException, note: str) -> None:
+        logger.error("Log of deployment %s: %s", self.deployment_id, note, exc_info=exc)
+        with self._lock:
+            if self._error is None:
+                self._error, self._error_note = exc, note
+            self._progress.notify_all()
+
+    def _raise_failure(self) -> None:
+        with self._lock:
+            exc, note = self._error, self._error_note
+            self._error = None
+        if exc is not None:
+            raise LogWriterError(f"Log of deployment {self.deployment_id}: {note}: {exc}") from exc
+
+    # --- the stream thread
+
+    def _next_batch(self) -> list[Item] | None:
+        while True:
+            now = time.monotonic()
+            if self._held is not None and now - self._held_at >= HOLD_BACK:
+                self._release_held()
+            timeout: float | None = None
+            if self._input:
+                due = self._input_since + self.stream_interval
+                if (
+                    now >= due
+                    or len(self._input) >= self.stream_batch
+                    or self._flush_to > self._taken
+                    or self._closed
+                ):
+                    batch = self._input[: self.stream_batch]
+                    del self._input[: self.stream_batch]
+                    self._taken += len(batch)
+                    self._input_since = now
+                    return batch
+                timeout = due - now
+            elif self._closed:
+                return None
+            if self._held is not None:
+                hold = self._held_at + HOLD_BACK - now
+                timeout = hold if timeout is None else min(timeout, hold)
+            self._wake_stream.wait(timeout)
+
+    def _stream_loop(self) -> None:
         try:
-            self._redis.expire(self.key, settings.LOG_STREAM_TTL)
+            while True:
+                with self._lock:
+                    batch = self._next_batch()
+                if batch is None:
+                    return
+                try:
+                    rows = self._send(batch)
+                except Exception as exc:  # a bug, not Redis: keep the lines, say so
+                    self._fail(exc, "sending log lines to Redis failed")
+                    rows = self._synthetic_rows(batch)
+                size = sum(len(item[1]) for item in batch if isinstance(item, tuple))
+                lines = sum(1 for item in batch if isinstance(item, tuple))
+                with self._lock:
+                    if not self._chunks:
+                        self._chunks_since = time.monotonic()
+                    self._chunks.append((rows, self._taken, lines, size))
+                    self._chunk_rows += len(rows)
+                    self._wake_db.notify()
+        except BaseException as exc:
+            self._fail(exc, "the log stream thread stopped")
+            raise
+        finally:
+            with self._lock:
+                self._stream_done = True
+                self._wake_db.notify()
+                self._progress.notify_all()
+
+    def _send(self, batch: list[Item]) -> list[Row]:
+        """XADDs the batch and returns its lines as database rows, with their entry ids."""
+        if time.monotonic() < self._redis_down_until:
+            return self._synthetic_rows(batch)
+        args: list[Any] = [self._maxlen]
+        for item in batch:
+            if isinstance(item, tuple):
+                args += ("0", item[0], item[1])
+            else:
+                args.append(len(item))
+                for pair in item.items():
+                    args += pair
+        try:
+            ids = self._xadd_batch(args)
         except redis_lib.RedisError as exc:
-            logger.warning("Log stream %s keeps no expiry: %s", self.key, exc)
+            self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
+            self._stream_has_ttl = False  # a restarted Redis may have lost the stream
+            logger.warning(
+                "Redis unavailable for %s, writing log lines to the database only: %s", self.key, exc
+            )
+            return self._synthetic_rows(batch)
+        if not self._stream_has_ttl:
+            self._set_run_ttl()
+        rows: list[Row] = []
+        pk = self.deployment_id
+        for item, entry_id in zip(batch, ids, strict=True):
+            ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+            if isinstance(item, tuple):
+                rows.append((pk, int(ms), int(seq), item[0][:20], item[1]))
+        self._last_id = (int(ms), int(seq))
+        return rows
+
+    def _xadd_batch(self, args: list[Any]) -> list[Any]:
+        try:
+            return self._redis.evalsha(_XADD_BATCH_SHA, 1, self.key, *args)
+        except redis_lib.exceptions.NoScriptError:
+            self._redis.script_load(_XADD_BATCH)
+            return self._redis.evalsha(_XADD_BATCH_SHA, 1, self.key, *args)
+
+    def _synthetic_rows(self, batch: list[Item]) -> list[Row]:
+        rows: list[Row] = []
+        for item in batch:
+            if isinstance(item, tuple):
+                now_ms = time.time_ns() // 1_000_000
+                last_ms, last_seq = self._last_id
+                self._last_id = (now_ms, 0) if now_ms > last_ms else (last_ms, last_seq + 1)
+                rows.append((self.deployment_id, *self._last_id, item[0][:20], item[1]))
+        return rows
 
     def _set_run_ttl(self) -> None:
         # A stream left by a crashed worker must still expire, and one that an earlier
@@ -292,42 +716,97 @@ class LogWriter:
         except redis_lib.RedisError:
             pass  # the next XADD notices an outage and logs it
 
-    def _flush_due(self) -> bool:
-        return bool(self._buffer) and time.monotonic() - self._last_flush >= self.flush_interval
-
-    def _append(self, fields: dict[str, Any], *, required: bool = True) -> tuple[int, int]:
-        """XADDs one entry and returns its id; falls back to a synthetic id if Redis fails."""
-        if time.monotonic() >= self._redis_down_until:
-            try:
-                entry_id = self._redis.xadd(self.key, fields, maxlen=self._maxlen, approximate=True)
-            except redis_lib.RedisError as exc:
-                self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
-                self._stream_has_ttl = False  # a restarted Redis may have lost the stream
-                logger.warning(
-                    "Redis unavailable for %s, writing log lines to the database only: %s", self.key, exc
-                )
-            else:
-                if not self._stream_has_ttl:
-                    self._set_run_ttl()
-                ms, _, seq = str(entry_id).partition("-")
-                self._last_id = (int(ms), int(seq))
-                return self._last_id
-        if not required:
-            return self._last_id
-        now_ms = time.time_ns() // 1_000_000
-        last_ms, last_seq = self._last_id
-        self._last_id = (now_ms, 0) if now_ms > last_ms else (last_ms, last_seq + 1)
-        return self._last_id
-
-    def _flush_periodically(self) -> None:
+    def _expire(self) -> None:
+        if time.monotonic() < self._redis_down_until:
+            logger.warning("Log stream %s keeps no expiry: Redis is unavailable", self.key)
+            return
         try:
-            while not self._stop.wait(self.flush_interval):
+            self._redis.expire(self.key, settings.LOG_STREAM_TTL)
+        except redis_lib.RedisError as exc:
+            logger.warning("Log stream %s keeps no expiry: %s", self.key, exc)
+
+    # --- the database thread
+
+    def _next_rows(self) -> tuple[list[Row], int, int, int] | None:
+        while True:
+            timeout: float | None = None
+            if self._chunks:
+                now = time.monotonic()
+                due = self._chunks_since + self.flush_interval
+                if (
+                    now >= due
+                    or self._chunk_rows >= self.batch_size
+                    or self._flush_to > self._stored
+                    or self._stream_done
+                ):
+                    chunks, self._chunks, self._chunk_rows = self._chunks, [], 0
+                    rows = [row for chunk in chunks for row in chunk[0]]
+                    return rows, chunks[-1][1], sum(c[2] for c in chunks), sum(c[3] for c in chunks)
+                timeout = due - now
+            elif self._stream_done:
+                return None
+            self._wake_db.wait(timeout)
+
+    def _db_loop(self) -> None:
+        try:
+            while True:
                 with self._lock:
-                    due = self._flush_due()
-                if due:
-                    self._try_flush()
+                    work = self._next_rows()
+                if work is None:
+                    return
+                rows, upto, lines, size = work
+                if rows:
+                    try:
+                        self._store(rows)
+                    except Exception as exc:
+                        self._fail(exc, f"{len(rows)} log lines could not be stored")
+                        connection.close()
+                with self._lock:
+                    self._stored = upto
+                    self._pending_lines -= lines
+                    self._pending_bytes -= size
+                    self._progress.notify_all()
+        except BaseException as exc:
+            self._fail(exc, "the log database thread stopped")
+            raise
         finally:
             connection.close()
+
+    def _store(self, rows: list[Row]) -> None:
+        for pause in (*DB_RETRIES, None):
+            try:
+                _insert_rows(rows)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if pause is None:
+                    raise
+                logger.warning("Storing log lines of %s failed, retrying: %s", self.key, exc)
+                connection.close()
+                time.sleep(pause)
+
+    # --- after close()
+
+    def _write_now(self, items: list[Item]) -> None:
+        """A straggler (say a log-streaming thread still running): written at once."""
+        self._joined.wait(self.buffer_wait)
+        with self._sync:
+            batch: list[Item] = []
+            for item in items:
+                if isinstance(item, tuple):
+                    with self._lock:
+                        line = self._count(*item)
+                    if line is not None:
+                        batch.append((line[0], cap_line(line[1], self.max_line_bytes)))
+                else:
+                    batch.append(item)
+            rows = self._send(batch)
+            if rows:
+                try:
+                    self._store(rows)
+                except Exception as exc:
+                    raise LogWriterError(
+                        f"Log of deployment {self.deployment_id}: {len(rows)} log lines could not be stored: {exc}"
+                    ) from exc
 
 
 # --- reading the history -------------------------------------------------------------
@@ -345,13 +824,19 @@ def parse_event_id(value: str | None) -> tuple[int, int] | None:
 
 
 def _after(entry: tuple[int, int]) -> Q:
+    # The `entry_ms >= ms` term is what PostgreSQL and SQLite turn into an index range
+    # bound on (deployment, entry_ms, entry_seq); the OR alone is a filter on every row.
     ms, seq = entry
-    return Q(entry_ms__gt=ms) | Q(entry_ms=ms, entry_seq__gt=seq)
+    return Q(entry_ms__gte=ms) & (Q(entry_ms__gt=ms) | Q(entry_ms=ms, entry_seq__gt=seq))
 
 
 def _before(entry: tuple[int, int]) -> Q:
     ms, seq = entry
-    return Q(entry_ms__lt=ms) | Q(entry_ms=ms, entry_seq__lt=seq)
+    return Q(entry_ms__lte=ms) & (Q(entry_ms__lt=ms) | Q(entry_ms=ms, entry_seq__lt=seq))
+
+
+def _deployment_id(deployment: Deployment | int) -> int:
+    return deployment.pk if isinstance(deployment, Deployment) else deployment
 
 
 def history(
@@ -364,8 +849,7 @@ def history(
 ) -> list[LogLine]:
     """Stored lines in stream order. `after`/`before` are exclusive event ids (an
     unparsable one is ignored); `tail` keeps the last N lines, `limit` the first N."""
-    deployment_id = deployment.pk if isinstance(deployment, Deployment) else deployment
-    lines = LogLine.objects.filter(deployment_id=deployment_id)
+    lines = LogLine.objects.filter(deployment_id=_deployment_id(deployment))
     if (start := parse_event_id(after)) is not None:
         lines = lines.filter(_after(start))
     if (end := parse_event_id(before)) is not None:
@@ -376,3 +860,24 @@ def history(
         return newest[:limit] if limit is not None else newest
     lines = lines.order_by("entry_ms", "entry_seq")
     return list(lines[:limit] if limit is not None else lines)
+
+
+def has_lines_before(deployment: Deployment | int, event_id: str) -> bool:
+    """Whether any stored line precedes `event_id`: "Load earlier" without a count()."""
+    end = parse_event_id(event_id)
+    lines = LogLine.objects.filter(deployment_id=_deployment_id(deployment))
+    return end is not None and lines.filter(_before(end)).exists()
+
+
+def log_text(deployment: Deployment | int, *, page: int = 20_000) -> Iterator[str]:
+    """The stored log as text, one keyset page (`page` lines) per chunk: linear time,
+    memory flat in the log's length. Reads plain tuples, no model instances."""
+    base = LogLine.objects.filter(deployment_id=_deployment_id(deployment)).order_by("entry_ms", "entry_seq")
+    after: tuple[int, int] | None = None
+    while True:
+        rows = base.filter(_after(after)) if after is not None else base
+        page_rows = list(rows.values_list("entry_ms", "entry_seq", "text")[:page])
+        if not page_rows:
+            return
+        yield "".join(f"{text}\n" for _, _, text in page_rows)
+        after = page_rows[-1][:2]

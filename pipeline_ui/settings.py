@@ -159,6 +159,15 @@ BIND_MOUNT_ROOTS = env_list("SHIPMATE_BIND_MOUNT_ROOTS", [])
 LOG_STREAM_MAXLEN = env_int("SHIPMATE_LOG_STREAM_MAXLEN", 20000, minimum=100)
 LOG_STREAM_TTL = env_int("SHIPMATE_LOG_STREAM_TTL", 3600, minimum=1)
 LOG_PAGE_TAIL = env_int("SHIPMATE_LOG_PAGE_TAIL", 500, minimum=10)
+# A deployment stores at most this many log lines; later ones are counted, not kept.
+LOG_MAX_LINES = env_int("SHIPMATE_LOG_MAX_LINES", 200_000, minimum=1)
+# One stored line is cut at this many UTF-8 bytes, with a note of how much was cut.
+LOG_MAX_LINE_BYTES = env_int("SHIPMATE_LOG_MAX_LINE_BYTES", 65_536, minimum=1024)
+# Lines (and bytes) a log writer holds before they are in the database; past either,
+# `line()` waits up to LOG_BUFFER_WAIT seconds and then fails the run loudly.
+LOG_BUFFER_LINES = env_int("SHIPMATE_LOG_BUFFER_LINES", 50_000, minimum=100)
+LOG_BUFFER_BYTES = env_int("SHIPMATE_LOG_BUFFER_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
+LOG_BUFFER_WAIT = env_int("SHIPMATE_LOG_BUFFER_WAIT", 60, minimum=1)
 
 LOGGING = {
     "version": 1,

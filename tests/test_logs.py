@@ -36,13 +36,24 @@ def deployment(db):
     dep = Deployment.objects.create(
         pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main"
     )
-    get_redis().delete(dep.stream_key)
+    get_redis().delete(stream_key(dep.pk))
     yield dep
-    get_redis().delete(dep.stream_key)
+    get_redis().delete(stream_key(dep.pk))
 
 
 def stream_lines(deployment):
-    return [(entry_id, f) for entry_id, f in get_redis().xrange(deployment.stream_key) if f["type"] == "line"]
+    return [
+        (entry_id, f) for entry_id, f in get_redis().xrange(stream_key(deployment.pk)) if f["type"] == "line"
+    ]
+
+
+def eventually(check, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def db_ids(deployment):
@@ -120,7 +131,7 @@ def test_no_secret_text_reaches_redis_or_the_database(deployment):
     stored = [line.text for line in LogLine.objects.filter(deployment=deployment)]
     streamed = [fields["text"] for _, fields in stream_lines(deployment)]
     assert stored == streamed == ["login with ****", "header: Basic ****", "url ?p=****"]
-    dump = json.dumps(get_redis().xrange(deployment.stream_key))
+    dump = json.dumps(get_redis().xrange(stream_key(deployment.pk)))
     assert "s3cr3t" not in dump and encoded not in dump
 
 
@@ -143,13 +154,15 @@ def test_database_rows_lag_until_the_batch_is_flushed(deployment):
     try:
         for i in range(9):
             writer.line(f"line {i}")
+        # The stream gets lines within milliseconds, the database only by the batch.
+        assert eventually(lambda: len(stream_lines(deployment)) == 9)
         assert LogLine.objects.filter(deployment=deployment).count() == 0
-        assert len(stream_lines(deployment)) == 9
 
         writer.line("line 9")  # the tenth line fills the batch
-        assert LogLine.objects.filter(deployment=deployment).count() == 10
+        assert eventually(lambda: LogLine.objects.filter(deployment=deployment).count() == 10)
 
         writer.line("line 10")
+        time.sleep(0.1)
         assert LogLine.objects.filter(deployment=deployment).count() == 10
         writer.flush()
         assert LogLine.objects.filter(deployment=deployment).count() == 11
@@ -235,6 +248,7 @@ def test_ids_stay_increasing_when_redis_fails_mid_run(deployment):
     client = FailingAfter()
     with LogWriter(deployment.pk, redis=client) as writer:
         writer.line("before")
+        writer.flush()  # lines go to Redis in the background: make sure this one did
         client.fail = True
         writer.line("during 1")
         writer.line("during 2")
@@ -251,7 +265,7 @@ def test_events_go_to_the_stream_but_not_the_database(deployment):
         writer.event("end", status="succeeded")
     publish_event(deployment.pk, "status", status="failed")
 
-    kinds = [f for _, f in get_redis().xrange(deployment.stream_key)]
+    kinds = [f for _, f in get_redis().xrange(stream_key(deployment.pk))]
     assert kinds == [
         {"type": "stage", "name": "build", "status": "running"},
         {"type": "end", "status": "succeeded"},
@@ -265,6 +279,7 @@ def test_closing_the_writer_makes_the_stream_expire(deployment, settings):
     settings.LOG_STREAM_TTL = 123
     with LogWriter(deployment.pk) as writer:
         writer.line("x")
+        writer.flush()
         assert get_redis().ttl(stream_key(deployment.pk)) > 123  # alive while the run lasts
 
     assert 0 < get_redis().ttl(stream_key(deployment.pk)) <= 123
@@ -278,7 +293,7 @@ def test_stream_is_capped_at_the_configured_length(deployment, settings):
             writer.line(f"line {i}")
 
     # Approximate trimming keeps whole macro nodes, so allow some slack over 100.
-    assert get_redis().xlen(deployment.stream_key) < 300
+    assert get_redis().xlen(stream_key(deployment.pk)) < 300
     assert LogLine.objects.filter(deployment=deployment).count() == 1000
 
 
