@@ -13,6 +13,7 @@ from .pipeline import docker_client
 from .pipeline.base import Release, Target
 from .pipeline.runner import BuildPlan, ReleasePlan
 from .pipeline.targets import build_target
+from .pipeline.targets.settings import DockerSettings
 from .selectors.runs import last_successful
 
 
@@ -108,7 +109,7 @@ def _as_release(
     )
 
 
-def _smoke_url(placement: Placement, target_settings: dict[str, Any], from_file: dict[str, Any]) -> str:
+def _smoke_url(placement: Placement, from_file: dict[str, Any]) -> str:
     """The placement's smoke URL, with the path the commit's shipmate.yaml gives."""
     path = from_file.get("smoke_path")
     if not path:
@@ -116,9 +117,9 @@ def _smoke_url(placement: Placement, target_settings: dict[str, Any], from_file:
     if placement.effective_smoke_url:
         parts = urlsplit(placement.effective_smoke_url)
         return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-    if placement.environment.target_kind == "docker" and target_settings.get("port"):
-        host = target_settings.get("health_host") or "127.0.0.1"
-        return f"http://{host}:{target_settings['port']}{path}"
+    config = placement.target_config()
+    if isinstance(config, DockerSettings):
+        return f"http://{config.health_host}:{config.port}{path}"
     return ""
 
 
@@ -131,7 +132,7 @@ def release_plan(deployment: Deployment) -> ReleasePlan:
         target=target_for(placement, health_path=from_file.get("health_path")),
         release=_release(deployment, deployment.image_digest),
         previous=_previous_release(good) if good else None,
-        smoke_url=_smoke_url(placement, placement.effective_settings, from_file),
+        smoke_url=_smoke_url(placement, from_file),
     )
 
 

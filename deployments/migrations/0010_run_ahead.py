@@ -49,7 +49,14 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="deployment",
             index=models.Index(
-                fields=["environment", "repository", "status"], name="deployment_placement_status"
+                fields=["environment", "repository", "status", "-finished_at", "-id"],
+                name="deployment_placement_latest",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="deployment",
+            index=models.Index(
+                fields=["repository", "commit_sha", "created_at"], name="deployment_commit_first"
             ),
         ),
     ]

@@ -121,7 +121,13 @@ class Deployment(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["environment", "status"]),
-            models.Index(fields=["environment", "repository", "status"], name="deployment_placement_status"),
+            # What runs on a placement now: the newest succeeded row, one index probe each.
+            models.Index(
+                fields=["environment", "repository", "status", "-finished_at", "-id"],
+                name="deployment_placement_latest",
+            ),
+            # When a commit first appeared (the matrix's "behind" marker).
+            models.Index(fields=["repository", "commit_sha", "created_at"], name="deployment_commit_first"),
         ]
 
     def __str__(self) -> str:

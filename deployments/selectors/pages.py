@@ -65,8 +65,10 @@ def environment_page(environment: Environment) -> list[PlacementRow]:
 
 
 def deployment_history(
-    user: Any, *, repository: str = "", environment: str = "", status: str = ""
+    user: Any, *, repository: str = "", environment: str = "", status: str = "", before: int | None = None
 ) -> QuerySet[Deployment]:
+    """Newest first; `before` (a deployment id) pages on to the rows older than that one,
+    with a bound the created_at index serves, however deep the page."""
     envs = [e.pk for e in visible_environments(user)]
     approvals = Approval.objects.filter(decision=Approval.Decision.APPROVED).select_related("approver")
     qs = (
@@ -81,6 +83,12 @@ def deployment_history(
         qs = qs.filter(environment__name=environment)
     if status:
         qs = qs.filter(status=status)
+    if before is not None:
+        edge = Deployment.objects.filter(pk=before).values("created_at", "pk").first()
+        if edge is not None:
+            qs = qs.filter(created_at__lte=edge["created_at"]).filter(
+                Q(created_at__lt=edge["created_at"]) | Q(pk__lt=edge["pk"])
+            )
     return qs.order_by("-created_at", "-id")
 
 

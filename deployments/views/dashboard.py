@@ -29,12 +29,22 @@ async def dashboard_events(request: HttpRequest) -> HttpResponse:
     return response
 
 
+HISTORY_PAGE = 50
+
+
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
     filters = {key: request.GET.get(key, "") for key in ("repository", "environment", "status")}
-    deployments = selectors.deployment_history(request.user, **filters)[:200]
+    before = request.GET.get("before", "")
+    rows = list(
+        selectors.deployment_history(
+            request.user, **filters, before=int(before) if before.isdigit() else None
+        )[: HISTORY_PAGE + 1]
+    )
+    older = rows[HISTORY_PAGE - 1].pk if len(rows) > HISTORY_PAGE else None
     context = {
-        "deployments": deployments,
+        "deployments": rows[:HISTORY_PAGE],
+        "older": older,
         "filters": filters,
         "repositories": Repository.objects.values_list("name", flat=True),
         "environments": [e.name for e in selectors.visible_environments(request.user)],

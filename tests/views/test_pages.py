@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -136,6 +138,36 @@ def test_history_filters_by_repository_and_environment(dev, repository, make_env
         reverse("history"), {"repository": "demo", "environment": "dev"}, HTTP_HX_REQUEST="true"
     ).content.decode()
     assert f"#{a.pk}<" in html and f"#{b.pk}<" not in html and "<html" not in html
+
+
+def test_history_pages_through_older_deployments_with_no_gap_or_repeat(dev, repository, dev_env):
+    import re
+
+    same_instant = timezone.now()  # ties on created_at are ordered by id
+    made = [
+        Deployment.objects.create(
+            repository=repository, environment=dev_env, ref="main", requested_by=dev,
+            created_at=same_instant if i % 3 else same_instant - timedelta(seconds=i),
+        ).pk
+        for i in range(120)
+    ]  # fmt: skip
+    client = login(dev)
+    seen: list[int] = []
+    url = reverse("history") + "?environment=dev"
+    for _ in range(5):
+        html = client.get(url).content.decode()
+        rows = [int(pk) for pk in re.findall(r'<td><a href="/deployments/(\d+)/">', html)]
+        assert len(rows) <= 50
+        seen += rows
+        older = re.search(r'id="older" href="([^"]+)"', html)
+        if older is None:
+            break
+        url = reverse("history") + older[1].replace("&amp;", "&")
+    assert sorted(seen) == sorted(made) and len(seen) == len(set(seen))
+    expected = list(
+        Deployment.objects.filter(pk__in=made).order_by("-created_at", "-id").values_list("pk", flat=True)
+    )
+    assert seen == expected
 
 
 def test_history_shows_each_rows_duration_and_approvers_in_a_constant_number_of_queries(
