@@ -16,6 +16,7 @@ from django.core.validators import RegexValidator
 from . import permissions
 from .models import Environment, FreezeWindow, Placement, Repository
 from .models.environment import VARIABLE_NAME_RE
+from .models.repository import APPLICATION_FIELDS
 from .pipeline.targets.settings import KINDS, SettingInfo
 
 # shipmate.css styles every input as a full-width block; a checkbox reads better inline.
@@ -139,17 +140,7 @@ class TargetSettingsForm(forms.ModelForm):
 class RepositoryForm(forms.ModelForm):
     class Meta:
         model = Repository
-        fields = [
-            "name",
-            "git_url",
-            "default_branch",
-            "dockerfile_path",
-            "build_context",
-            "test_command",
-            "image_name",
-            "dockerfile_repo_url",
-            "dockerfile_repo_ref",
-        ]
+        fields = ["name", *APPLICATION_FIELDS]
         labels = {
             "git_url": "Git URL",
             "dockerfile_repo_url": "Dockerfile repository URL",

@@ -26,6 +26,20 @@ def validate_relative_path(value: str) -> None:
         raise ValidationError(f"This {problem}.")
 
 
+# What an admin sets on an application besides its name: the Manage form and the YAML
+# configuration (services/config.py) both use this list.
+APPLICATION_FIELDS = (
+    "git_url",
+    "default_branch",
+    "dockerfile_path",
+    "build_context",
+    "test_command",
+    "image_name",
+    "dockerfile_repo_url",
+    "dockerfile_repo_ref",
+)
+
+
 class Repository(models.Model):
     name = models.CharField(max_length=40, unique=True, validators=[slug_validator])
     git_url = models.CharField(max_length=500, validators=[validate_git_url])

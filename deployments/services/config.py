@@ -18,20 +18,11 @@ from django.db import models, transaction
 from django.utils.dateparse import parse_datetime, parse_time
 
 from ..models import Environment, FreezeWindow, Placement, PlacementVariable, Repository, Variable
+from ..models.repository import APPLICATION_FIELDS
 from .audit import audit
 from .common import assign_changed
 
 VERSION = 1
-APPLICATION_FIELDS = (
-    "git_url",
-    "default_branch",
-    "dockerfile_path",
-    "build_context",
-    "test_command",
-    "image_name",
-    "dockerfile_repo_url",
-    "dockerfile_repo_ref",
-)
 ENVIRONMENT_FIELDS = ("order", "target_kind", "target_settings", "smoke_url")
 POLICY_FIELDS = ("requires_approval", "approvals_required", "allow_self_approval", "approval_ttl_minutes")
 PLACEMENT_FIELDS = ("target_settings", "smoke_url", "public_url", "enabled")
