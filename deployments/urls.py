@@ -62,6 +62,7 @@ urlpatterns = [
     path(
         "deployments/<int:pk>/log/earlier", deployment.deployment_log_earlier, name="deployment_log_earlier"
     ),
+    path("deployments/<int:pk>/log/search", streams.deployment_log_search, name="deployment_log_search"),
     path("deployments/<int:pk>/cancel", deployment.deployment_cancel, name="deployment_cancel"),
     path(
         "deployments/<int:pk>/approve",

@@ -1,12 +1,13 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import logs, permissions, selectors, services
+from .. import log_search, logs, permissions, selectors, services
 from ..forms import DecisionForm
+from ..streams import lines_json
 from .common import client_ip, get_deployment, partial
 
 
@@ -14,26 +15,36 @@ from .common import client_ip, get_deployment, partial
 def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     get_deployment(request, pk)
     deployment = selectors.deployment_detail(pk)
-    tail = logs.history(deployment, tail=settings.LOG_PAGE_TAIL)
+    stages = list(deployment.stages.all())
     context = {
         "d": deployment,
-        "stages": list(deployment.stages.all()),
-        "tail": tail,
-        "last_id": tail[-1].event_id if tail else "0-0",
-        "has_earlier": bool(tail) and deployment.log_lines.count() > len(tail),
+        "stages": stages,
+        "failing_line": log_search.first_failing_line(deployment) if deployment.error else None,
         "position": selectors.queue_position(deployment),
         "can_cancel": permissions.can_cancel(request.user, deployment),
         "can_approve": permissions.can_approve(request.user, deployment),
         "approval": selectors.approval_context(deployment),
         "decision_form": DecisionForm(),
     }
+    if not getattr(request, "htmx", False):  # the summary fragment has no log
+        tail = logs.history(deployment, tail=settings.LOG_PAGE_TAIL)
+        context.update(tail=tail, plain_tail=[log_search.plain(line.text) for line in tail])
+        context["log"] = log_search.page_state(deployment, tail, stages)
+        context["has_earlier"] = context["log"]["first"] > 1
     return render(request, partial(request, "deployments/deployment.html", "summary"), context)
 
 
 @login_required
 def deployment_log_earlier(request: HttpRequest, pk: int) -> HttpResponse:
+    """The lines before `before`: JSON for the log renderer (`?format=json`, up to
+    `count` of them), else the page's HTML fragment."""
     deployment = get_deployment(request, pk)
     before = request.GET.get("before", "")
+    if request.GET.get("format") == "json":
+        count = request.GET.get("count", "")
+        count = min(int(count), log_search.FETCH_LIMIT) if count.isdigit() and int(count) > 0 else None
+        lines = logs.history(deployment, before=before, tail=count or settings.LOG_PAGE_TAIL)
+        return JsonResponse({"lines": lines_json(lines)})
     lines = logs.history(deployment, before=before, tail=settings.LOG_PAGE_TAIL)
     return render(
         request,

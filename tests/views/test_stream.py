@@ -1,6 +1,7 @@
 """The live-log SSE view, served by a real uvicorn in a thread of this process so the
 test database and settings are shared and responses really stream."""
 
+import json
 import random
 import socket
 import threading
@@ -15,7 +16,7 @@ from django.test import Client
 from deployments import streams
 from deployments.logs import LogWriter, get_redis, stream_key
 from deployments.models import Deployment, Environment, LogLine, Repository, Stage
-from deployments.templatetags.shipmate import badge_html, line_html, stage_html
+from deployments.templatetags.shipmate import badge_html, stage_html
 
 pytestmark = [pytest.mark.urls("tests.views.stream_urls"), pytest.mark.django_db(transaction=True)]
 
@@ -144,6 +145,11 @@ def line_texts(events):
     return [e["data"] for e in events if e["event"] == "line"]
 
 
+def json_lines(events):
+    """The lines of the page's format: each `lines` event is a JSON array of them."""
+    return [line for e in events if e["event"] == "lines" for line in json.loads(e["data"])]
+
+
 def db_ids(deployment):
     return [
         line.event_id
@@ -194,7 +200,7 @@ def test_lines_trimmed_from_redis_come_from_the_database_with_the_same_ids(http,
         for i in range(30):
             writer.line(f"line {i}")
         writer.event("end", status="failed")
-    get_redis().xtrim(deployment.stream_key, maxlen=11, approximate=False)  # lines 20..29 and the end
+    get_redis().xtrim(stream_key(deployment.pk), maxlen=11, approximate=False)  # lines 20..29 and the end
     ids = db_ids(deployment)
 
     with http.stream("GET", events_url(deployment, format="text")) as response:
@@ -214,9 +220,9 @@ def test_a_resume_point_inside_the_redis_part_reads_only_redis(http, deployment)
         for i in range(30):
             writer.line(f"line {i}")
         writer.event("end", status="failed")
-    get_redis().xtrim(deployment.stream_key, maxlen=11, approximate=False)
+    get_redis().xtrim(stream_key(deployment.pk), maxlen=11, approximate=False)
     LogLine.objects.filter(deployment=deployment).delete()  # proves nothing comes from the database
-    redis_ids = [entry_id for entry_id, _ in get_redis().xrange(deployment.stream_key)]
+    redis_ids = [entry_id for entry_id, _ in get_redis().xrange(stream_key(deployment.pk))]
 
     with http.stream(
         "GET", events_url(deployment, format="text"), headers={"Last-Event-ID": redis_ids[2]}
@@ -231,18 +237,21 @@ def test_a_finished_deployment_without_a_stream_is_served_from_the_database_then
     with LogWriter(deployment.pk) as writer:
         for i in range(700):  # more than one database page
             writer.line(f"line {i}", stage="build")
-    get_redis().delete(deployment.stream_key)
+    get_redis().delete(stream_key(deployment.pk))
     Deployment.objects.filter(pk=deployment.pk).update(status="succeeded")
 
     started = time.monotonic()
     with http.stream("GET", events_url(deployment)) as response:
         events = Events(response).rest()
 
-    assert [e["data"] for e in events if e["event"] == "line"] == [
-        line_html("build", f"line {i}") for i in range(700)
-    ]
-    assert {"event": "stage-build", "data": stage_html("build", "succeeded")} in events
-    assert {"event": "status", "data": badge_html("succeeded")} in events
+    lines = json_lines(events)
+    assert [(line["stage"], line["text"]) for line in lines] == [("build", f"line {i}") for i in range(700)]
+    assert [line["id"] for line in lines] == db_ids(deployment)
+    assert [e["id"] for e in events if e["event"] == "lines"][-1] == lines[-1]["id"]
+    stage = {"name": "build", "status": "succeeded", "html": stage_html("build", "succeeded")}
+    assert {"event": "stage", "data": json.dumps(stage)} in events
+    status = {"status": "succeeded", "html": badge_html("succeeded")}
+    assert {"event": "status", "data": json.dumps(status)} in events
     assert events[-1] == {"event": "end", "data": "succeeded"}
     assert time.monotonic() - started < streams.KEEPALIVE_MS / 1000  # ended without waiting for a keepalive
 
@@ -288,7 +297,7 @@ def write_a_failed_build(deployment, *, final_status: bool = False) -> None:
         writer.event("end", status="failed")
 
 
-def test_text_format_sends_plain_lines_and_the_default_sends_escaped_html(http, deployment):
+def test_text_format_sends_plain_lines_and_the_default_sends_them_as_json(http, deployment):
     with LogWriter(deployment.pk) as writer:
         writer.line("<b>bold</b> & co", stage="test")
         writer.event("end", status="succeeded")
@@ -296,23 +305,35 @@ def test_text_format_sends_plain_lines_and_the_default_sends_escaped_html(http, 
     with http.stream("GET", events_url(deployment, format="text")) as response:
         plain = line_texts(Events(response).rest())
     with http.stream("GET", events_url(deployment)) as response:
-        html = line_texts(Events(response).rest())
+        lines = json_lines(Events(response).rest())
 
     assert plain == ["<b>bold</b> & co"]
-    assert html == ['<div class="line" data-stage="test">&lt;b&gt;bold&lt;/b&gt; &amp; co</div>']
+    # The page renders text through text nodes only (static/js/ansi.js), never as markup.
+    assert [(line["stage"], line["text"]) for line in lines] == [("test", "<b>bold</b> & co")]
+    assert lines[0]["ts"] == int(lines[0]["id"].split("-")[0])
 
 
-def test_stage_and_status_events_use_their_own_event_names(http, deployment):
+def test_stage_and_status_events_come_in_stream_order_between_the_line_batches(http, deployment):
     write_a_failed_build(deployment)
 
     with http.stream("GET", events_url(deployment)) as response:
         events = Events(response).rest()
 
-    assert [(e["event"], e["data"]) for e in events] == [
-        ("status", '<span class="badge badge-running">Running</span>'),
-        ("stage-build", stage_html("build", "running")),
-        ("line", line_html("build", "building")),
-        ("stage-build", stage_html("build", "failed")),
+    assert [(e["event"], json.loads(e["data"]) if e["event"] != "end" else e["data"]) for e in events] == [
+        ("status", {"status": "running", "html": '<span class="badge badge-running">Running</span>'}),
+        ("stage", {"name": "build", "status": "running", "html": stage_html("build", "running")}),
+        (
+            "lines",
+            [
+                {
+                    "id": events[2]["id"],
+                    "stage": "build",
+                    "text": "building",
+                    "ts": int(events[2]["id"].split("-")[0]),
+                }
+            ],
+        ),
+        ("stage", {"name": "build", "status": "failed", "html": stage_html("build", "failed")}),
         ("end", "failed"),
     ]
     assert all("id" in e for e in events[:-1])
@@ -368,14 +389,18 @@ def test_live_lines_arrive_while_connected_and_idle_streams_get_keepalives(
         assert events.rest()[-1] == {"event": "end", "data": "failed"}
 
 
-def test_disconnecting_client_releases_its_redis_connection(http, deployment, open_writer):
+def test_followers_share_one_redis_reader_released_when_the_last_one_leaves(http, deployment, open_writer):
     open_writer().line("first")
 
     def sse_connections():
         return [c for c in get_redis().client_list() if c["name"] == f"shipmate-sse-{deployment.pk}"]
 
     with http.stream("GET", events_url(deployment)) as response:
-        Events(response).take(1)
+        Events(response).take(1, "lines")
+        assert len(sse_connections()) == 1
+        with http.stream("GET", events_url(deployment)) as second:
+            Events(second).take(1, "lines")
+            assert len(sse_connections()) == 1
         assert len(sse_connections()) == 1
 
     deadline = time.monotonic() + 5
