@@ -283,24 +283,33 @@ def publish_status(deployment_id: int, status: str, *, end: bool = False) -> Non
 # --- writer --------------------------------------------------------------------
 
 # One EVALSHA XADDs a whole batch, one entry per line in order, with the ids Redis
-# assigns: about three times the rate of a redis-py pipeline of XADDs (docs/decisions.md).
-# ARGV: maxlen, then per entry "0", stage, text for a line, or n and n field/value
-# pairs for an event.
-_XADD_BATCH = """
+# assigns, and returns them as one string: several times the rate of a redis-py
+# pipeline of XADDs, whose per-argument packing and per-reply parsing dominate
+# (docs/decisions.md). ARGV: maxlen, then "L" and a run of lines as one argument,
+# `stage NUL text NUL` each (stored text never holds NUL), or an event: n and its n
+# field/value pairs.
+_XADD_BATCH = r"""
 local key, maxlen, ids, n, i = KEYS[1], ARGV[1], {}, 0, 2
 while i <= #ARGV do
-  local count = tonumber(ARGV[i])
-  n = n + 1
-  if count == 0 then
-    ids[n] = redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*',
-                        'type', 'line', 'stage', ARGV[i + 1], 'text', ARGV[i + 2])
-    i = i + 3
+  if ARGV[i] == 'L' then
+    local blob, pos = ARGV[i + 1], 1
+    while pos <= #blob do
+      local a = string.find(blob, '\0', pos, true)
+      local b = string.find(blob, '\0', a + 1, true)
+      n = n + 1
+      ids[n] = redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'type', 'line',
+                          'stage', string.sub(blob, pos, a - 1), 'text', string.sub(blob, a + 1, b - 1))
+      pos = b + 1
+    end
+    i = i + 2
   else
+    local count = tonumber(ARGV[i])
+    n = n + 1
     ids[n] = redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + 2 * count))
     i = i + 1 + 2 * count
   end
 end
-return ids
+return table.concat(ids, ',')
 """
 _XADD_BATCH_SHA = hashlib.sha1(_XADD_BATCH.encode()).hexdigest()
 # A line waits this long for the next one (or flush()/close()) before it goes out, so a
@@ -310,7 +319,7 @@ HOLD_BACK = 0.05
 DB_RETRIES = (0.2, 1.0)
 _COLUMNS = ("deployment_id", "entry_ms", "entry_seq", "stage", "text")
 
-Row = tuple[int, int, int, str, str]
+Row = tuple[int, int | str, int | str, str, str]
 Item = tuple[str, str] | dict[str, str]  # a line (stage, text) or an event's fields
 
 
@@ -446,15 +455,24 @@ class LogWriter:
     def line(self, text: str | bytes, *, stage: str = "") -> None:
         if self._error is not None:
             self._raise_failure()
+        if type(text) is not str or not text.isascii() or "\x00" in text:
+            text = clean_text(text)
+        if "\x00" in stage:
+            stage = stage.replace("\x00", "")
         # Mask before splitting, so a multi-line secret is caught whole.
-        masked = self.mask(clean_text(text))
-        parts = [part.rstrip("\r") for part in masked.rstrip("\n").split("\n")]
+        if self.mask.active:
+            text = self.mask(text)
+        if "\n" in text:
+            parts = [part.rstrip("\r") for part in text.rstrip("\n").split("\n")]
+        else:
+            parts = [text.rstrip("\r")]
         done = 0
         with self._lock:
             while done < len(parts) and not self._closed:
-                self._wait_for_space()
-                if self._closed:
-                    break
+                if self._pending_lines >= self.buffer_lines or self._pending_bytes >= self.buffer_bytes:
+                    self._wait_for_space()
+                    if self._closed:
+                        break
                 self._accept(stage, parts[done])
                 done += 1
             if done == len(parts):
@@ -552,13 +570,18 @@ class LogWriter:
         return stage, f"… truncated at {self.max_lines:,} lines: limit SHIPMATE_LOG_MAX_LINES"
 
     def _accept(self, stage: str, text: str) -> None:
-        line = self._count(stage, text)
-        if line is None:
-            return
-        self._pending_lines += 1
-        if not self.mask.active or self.dropped:
+        if self._lines >= self.max_lines:
+            line = self._count(stage, text)
+            if line is None:
+                return
+            self._pending_lines += 1
             self._release_held()
             self._enqueue(line)
+            return
+        self._lines += 1
+        self._pending_lines += 1
+        if self._held is None and not self.mask.active:
+            self._enqueue((stage, text))
             return
         if self._held is not None:
             held_stage, held_text = self._held
@@ -575,8 +598,9 @@ class LogWriter:
             self._enqueue(held)
 
     def _enqueue(self, item: Item) -> None:
-        if isinstance(item, tuple):
-            item = (item[0], cap_line(item[1], self.max_line_bytes))
+        if type(item) is tuple:
+            if len(item[1]) * 4 > self.max_line_bytes:
+                item = (item[0], cap_line(item[1], self.max_line_bytes))
             self._pending_bytes += len(item[1])
         if not self._input:
             self._input_since = time.monotonic()
@@ -663,15 +687,21 @@ class LogWriter:
         if time.monotonic() < self._redis_down_until:
             return self._synthetic_rows(batch)
         args: list[Any] = [self._maxlen]
+        run: list[str] = []
         for item in batch:
-            if isinstance(item, tuple):
-                args += ("0", item[0], item[1])
-            else:
-                args.append(len(item))
-                for pair in item.items():
-                    args += pair
+            if type(item) is tuple:
+                run += item
+                continue
+            if run:
+                args += ("L", "\0".join(run) + "\0")
+                run = []
+            args.append(len(item))
+            for pair in item.items():  # type: ignore[union-attr]
+                args += pair
+        if run:
+            args += ("L", "\0".join(run) + "\0")
         try:
-            ids = self._xadd_batch(args)
+            reply = self._xadd_batch(args)
         except redis_lib.RedisError as exc:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
             self._stream_has_ttl = False  # a restarted Redis may have lost the stream
@@ -681,14 +711,20 @@ class LogWriter:
             return self._synthetic_rows(batch)
         if not self._stream_has_ttl:
             self._set_run_ttl()
-        rows: list[Row] = []
+        if isinstance(reply, bytes):
+            reply = reply.decode()
+        # "ms-seq,ms-seq,…" → ms and seq as decimal strings: both stores take them as is.
+        parts = reply.replace("-", ",").split(",")
+        ms, seq = parts[0::2], parts[1::2]
+        if len(ms) != len(batch):
+            raise RuntimeError(f"Redis returned {len(ms)} ids for {len(batch)} entries")
+        self._last_id = (int(ms[-1]), int(seq[-1]))
         pk = self.deployment_id
-        for item, entry_id in zip(batch, ids, strict=True):
-            ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
-            if isinstance(item, tuple):
-                rows.append((pk, int(ms), int(seq), item[0][:20], item[1]))
-        self._last_id = (int(ms), int(seq))
-        return rows
+        return [
+            (pk, m, q, item[0][:20], item[1])  # type: ignore[misc]
+            for item, m, q in zip(batch, ms, seq, strict=True)
+            if type(item) is tuple
+        ]
 
     def _xadd_batch(self, args: list[Any]) -> list[Any]:
         try:
