@@ -62,6 +62,7 @@ _CONTROLS = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f]"
 )
 _HAS_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 Span = tuple[int, int]
 
 
@@ -200,7 +201,7 @@ def clean_text(text: str | bytes) -> str:
         try:
             text.encode()
         except UnicodeEncodeError:
-            text = text.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+            text = _SURROGATES.sub("\ufffd", text)
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
     return text
