@@ -126,7 +126,14 @@ def main() -> None:
         ]
 
     ingest = table(
-        ["", "accepted lines/s", "stored lines/s", "wall time", "rows stored", "lines followed"],
+        [
+            "",
+            "accepted lines/s",
+            "stored lines/s",
+            "wall time",
+            "rows stored",
+            "followed live (the rest was trimmed by MAXLEN before it was read)",
+        ],
         [
             row(f"LogWriter, {args.lines:,} lines, no follower", runs[0]),
             row(f"LogWriter, {args.lines:,} lines, 1 follower", runs[1]),
@@ -157,8 +164,9 @@ def main() -> None:
 own (`python -m bench.log_pg writer`) calling `LogWriter.line()` as fast as it can with
 {60}-character lines, then `close()`; "stored" is when `close()` returned, so every line
 was in Redis and in PostgreSQL (COPY). The follower is another process reading the
-stream with XREAD BLOCK, as the SSE view does. PostgreSQL 15 and Redis 7 run on the
-same machine.
+stream with XREAD BLOCK, as the SSE view does; what it misses was trimmed from the
+stream (`SHIPMATE_LOG_STREAM_MAXLEN`) before it got there, which the SSE view serves
+from the database. PostgreSQL 15 and Redis 7 run on the same machine.
 
 {ingest}
 
