@@ -14,6 +14,7 @@ from .pipeline.base import Release, Target
 from .pipeline.runner import BuildPlan, ReleasePlan
 from .pipeline.targets import build_target
 from .pipeline.targets.settings import DockerSettings
+from .pipeline.testrun import ContainerLimits
 from .selectors.runs import last_successful
 
 
@@ -54,6 +55,13 @@ def build_plan(deployment: Deployment) -> BuildPlan:
         allowed_protocols=tuple(django_settings.GIT_ALLOWED_PROTOCOLS),
         build_network_mode=django_settings.BUILD_NETWORK_MODE,
         test_timeout=float(django_settings.TEST_TIMEOUT),
+        test_limits=ContainerLimits(
+            cpus=django_settings.TEST_CPUS,
+            memory=django_settings.TEST_MEMORY,
+            pids=django_settings.TEST_PIDS,
+            scratch=django_settings.TEST_SCRATCH,
+            read_only=django_settings.TEST_READ_ONLY,
+        ),
         work_dir=django_settings.WORK_DIR,
         known_commit=deployment.commit_sha if deployment.image_digest else "",
         known_digest=deployment.image_digest,

@@ -8,6 +8,7 @@ secrets can come from Docker or Kubernetes secret files. A bad value raises
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -54,6 +55,32 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
     return number
+
+
+def env_float(name: str, default: float, *, minimum: float) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from exc
+    if not number >= minimum:  # also refuses NaN
+        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, not {value}")
+    return number
+
+
+_SIZE = re.compile(r"[1-9][0-9]*[kmg]?")
+
+
+def env_size(name: str, default: str) -> str:
+    """A size as Docker writes it: bytes, or a number with k, m or g (512m, 1g)."""
+    value = _raw(name)
+    if value is None:
+        return default
+    if not _SIZE.fullmatch(value.strip().lower()):
+        raise ImproperlyConfigured(f"{name} must be a size such as 256m or 1g, not {value!r}")
+    return value.strip().lower()
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

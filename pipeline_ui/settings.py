@@ -9,7 +9,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_size, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(env_str("SHIPMATE_STATE_DIR", str(BASE_DIR / ".state")))
@@ -151,6 +151,12 @@ REGISTRY_PASSWORD = env_str("SHIPMATE_REGISTRY_PASSWORD", "")
 BUILD_NETWORK_MODE = env_str("SHIPMATE_BUILD_NETWORK_MODE", "bridge")
 WORK_DIR = Path(env_str("SHIPMATE_WORK_DIR", str(STATE_DIR / "work")))
 TEST_TIMEOUT = env_int("SHIPMATE_TEST_TIMEOUT", 600, minimum=1)
+# What one test container may use (see deployments/pipeline/testrun.py ContainerLimits).
+TEST_CPUS = env_float("SHIPMATE_TEST_CPUS", 1.0, minimum=0.01)
+TEST_MEMORY = env_size("SHIPMATE_TEST_MEMORY", "512m")
+TEST_PIDS = env_int("SHIPMATE_TEST_PIDS", 256, minimum=16)
+TEST_SCRATCH = env_size("SHIPMATE_TEST_SCRATCH", "256m")
+TEST_READ_ONLY = env_bool("SHIPMATE_TEST_READ_ONLY", True)
 LEASE_SECONDS = env_int("SHIPMATE_LEASE_SECONDS", 60, minimum=5)
 MAX_ATTEMPTS = env_int("SHIPMATE_MAX_ATTEMPTS", 2, minimum=1)
 GIT_ALLOWED_PROTOCOLS = env_list("SHIPMATE_GIT_PROTOCOLS", ["https", "ssh", "git", "file"])

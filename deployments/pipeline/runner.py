@@ -49,6 +49,7 @@ class BuildPlan:
     allowed_protocols: tuple[str, ...] = ("https", "ssh", "git", "file")
     build_network_mode: str = "bridge"
     test_timeout: float = 600.0
+    test_limits: testrun.ContainerLimits = field(default_factory=testrun.ContainerLimits)
     work_dir: Path | None = None
     known_commit: str = ""  # set when the deployment reuses an existing build
     known_digest: str = ""
@@ -129,6 +130,7 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                         timeout=plan.test_timeout,
                         log=rec.log,
                         should_stop=rec.should_stop,
+                        limits=plan.test_limits,
                     )
                     rec.record(tests_passed=True)
             else:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 import codecs
 import shlex
 import time
+from dataclasses import dataclass
 
 import docker
 import requests
@@ -23,6 +25,24 @@ from .docker_client import (
 TEST_LABEL = "dev.shipmate.role"
 
 
+@dataclass(frozen=True)
+class ContainerLimits:
+    """What a test container may use. The root filesystem is read-only and /tmp is a
+    tmpfs of `scratch` bytes (HOME and TMPDIR point there), because overlay2 on ext4
+    (the usual engine) has no per-container disk quota: a test that writes without end
+    fills its scratch space, not the engine's disk."""
+
+    cpus: float = 1.0
+    memory: str = "512m"
+    pids: int = 256
+    scratch: str = "256m"
+    read_only: bool = True
+
+    def describe(self) -> str:
+        disk = f"read-only root, {self.scratch} in /tmp" if self.read_only else f"{self.scratch} in /tmp"
+        return f"{self.cpus:g} CPU, {self.memory} memory, {self.pids} processes, {disk}"
+
+
 def run_tests(
     client: docker.DockerClient,
     *,
@@ -31,10 +51,11 @@ def run_tests(
     timeout: float,
     log: LogFn,
     should_stop: StopFn,
-    mem_limit: str = "512m",
-    pids_limit: int = 256,
+    limits: ContainerLimits = ContainerLimits(),
 ) -> None:
-    """Run `command` in `image` with no network and no variables; raise StageError unless it exits 0."""
+    """Run `command` in `image` with no network and no variables, within `limits`;
+    raise StageError unless it exits 0. Every line the container wrote reaches `log`:
+    if the engine's log stream ends before the output does, the rest is read back."""
     if not command.strip():
         log("no test command configured; skipping")
         return
@@ -42,7 +63,7 @@ def run_tests(
         argv = shlex.split(command)
     except ValueError as exc:
         raise StageError(f"test command cannot be parsed: {exc}") from exc
-    log(f"Running tests: {shlex.join(argv)}")
+    log(f"Running tests: {shlex.join(argv)} ({limits.describe()})")
     deadline = time.monotonic() + timeout
     timed_out = False
 
@@ -54,7 +75,7 @@ def run_tests(
         return timed_out
 
     container = None
-    lines = LineLog(log)
+    output = _Output(log)
     try:
         # The image's entrypoint stays: the command is its arguments, as with `docker run`.
         container = client.containers.create(
@@ -62,39 +83,147 @@ def run_tests(
             command=argv,
             network_mode="none",
             init=True,
-            mem_limit=mem_limit,
-            pids_limit=pids_limit,
+            mem_limit=limits.memory,
+            memswap_limit=limits.memory,  # no swap beyond the memory limit
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,
+            read_only=limits.read_only,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.scratch},mode=1777"},
+            environment={"HOME": "/tmp", "TMPDIR": "/tmp"},
             security_opt=["no-new-privileges"],
             labels={TEST_LABEL: "test"},
             detach=True,
         )
         container.start()
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
-            for chunk in follow_stream(container.logs(stream=True, follow=True), stop):
-                lines.feed(decoder.decode(chunk))
+            try:
+                for chunk in follow_stream(container.logs(stream=True, follow=True, timestamps=True), stop):
+                    output.feed(chunk)
+            except ENGINE_ERRORS as exc:
+                # A log stream cut off (an engine restart, a proxy) while the container
+                # may still run: wait for it, then read back what the stream missed.
+                if not engine_gone(exc):
+                    raise
             exit_code = _wait(client, container.id, deadline)
         except Cancelled:
             _kill(container)
-            lines.flush()
+            output.flush()
             if timed_out:
-                raise StageError(f"tests timed out after {timeout:g} s") from None
+                raise StageError(_timed_out(timeout, limits)) from None
             raise
-        lines.flush()
+        output.flush()
         if exit_code is None:
             _kill(container)
-            raise StageError(f"tests timed out after {timeout:g} s")
+            raise StageError(_timed_out(timeout, limits))
+        recovered = output.read_rest(container)
+        if recovered:
+            log(
+                f"(the engine's log stream ended early: {recovered} more line(s) read back from the container)"
+            )
         if exit_code != 0:
-            oom = client.api.inspect_container(container.id)["State"].get("OOMKilled")
-            hint = f" (out of memory, limit {mem_limit})" if oom else ""
-            raise StageError(f"tests failed with exit code {exit_code}{hint}")
-        log("Tests passed")
+            raise StageError(
+                f"tests failed with exit code {exit_code}{_limit_hit(client, container.id, output, limits)}"
+            )
+        log(f"Tests passed ({output.count} line(s) of output)")
     except ENGINE_ERRORS as exc:
         message = f"test run failed: {getattr(exc, 'explanation', None) or exc}"
         raise stage_failure("test", exc, message) from exc
     finally:
         if container is not None:
             _remove(container)
+
+
+class _Output:
+    """The test container's output, read with the engine's timestamps: each line goes to
+    `log` without its stamp, and the last stamp says where a second read must go on."""
+
+    def __init__(self, log: LogFn) -> None:
+        self._log = log
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._lines = LineLog(self._line)
+        self.last_stamp = ""
+        self._same = 0  # lines seen with last_stamp (an engine stamps in nanoseconds, but may repeat one)
+        self.count = 0
+        self.tail: list[str] = []  # the last lines, for naming a limit the tests hit
+
+    def feed(self, chunk: bytes) -> None:
+        self._lines.feed(self._decoder.decode(chunk))
+
+    def flush(self) -> None:
+        self._lines.feed(self._decoder.decode(b"", final=True))
+        self._lines.flush()
+
+    def _line(self, raw: str) -> None:
+        stamp, _, text = raw.partition(" ")
+        if stamp == self.last_stamp:
+            self._same += 1
+        else:
+            self.last_stamp, self._same = stamp, 1
+        self.count += 1
+        self.tail = [*self.tail[-19:], text]
+        if text.strip():
+            self._log(text)
+
+    def read_rest(self, container: docker.models.containers.Container) -> int:
+        """After the container exited: read its log again from the last stamp seen and
+        pass on what the first read missed. Returns the number of lines recovered."""
+        last = _parse_stamp(self.last_stamp) if self.last_stamp else None
+        since = None if last is None else max(last[0] + last[1] / 1e9 - 1e-6, 1e-6)
+        already, recovered = self._same, 0
+
+        def take(raw: str) -> None:
+            nonlocal already, recovered
+            if last is not None:
+                when = _parse_stamp(raw.partition(" ")[0])
+                if when < last:
+                    return
+                if when == last and already > 0:
+                    already -= 1
+                    return
+            self._line(raw)
+            recovered += 1
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        again = LineLog(take)
+        for chunk in container.logs(stream=True, follow=False, timestamps=True, since=since):
+            again.feed(decoder.decode(chunk))
+        again.feed(decoder.decode(b"", final=True))
+        again.flush()
+        return recovered
+
+
+def _timed_out(timeout: float, limits: ContainerLimits) -> str:
+    return (
+        f"tests timed out after {timeout:g} s (SHIPMATE_TEST_TIMEOUT; "
+        f"they had {limits.cpus:g} CPU, SHIPMATE_TEST_CPUS)"
+    )
+
+
+def _parse_stamp(stamp: str) -> tuple[int, int]:
+    """(seconds, nanoseconds) of an engine log stamp such as 2026-12-04T20:55:01.12345Z."""
+    base, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return (0, 0)
+    digits = "".join(ch for ch in fraction if ch.isdigit())[:9]
+    return seconds, int(digits.ljust(9, "0")) if digits else 0
+
+
+def _limit_hit(
+    client: docker.DockerClient, container_id: str, output: _Output, limits: ContainerLimits
+) -> str:
+    """Which limit the failed tests ran into, as far as the engine and their last lines tell."""
+    if client.api.inspect_container(container_id)["State"].get("OOMKilled"):
+        return f" (out of memory: the limit is {limits.memory}, SHIPMATE_TEST_MEMORY)"
+    tail = "\n".join(output.tail)
+    if "No space left on device" in tail:
+        return f" (out of scratch space: {limits.scratch} in /tmp, SHIPMATE_TEST_SCRATCH)"
+    if limits.read_only and "Read-only file system" in tail:
+        return " (the root filesystem is read-only: write to /tmp, or set SHIPMATE_TEST_READ_ONLY=false)"
+    if "Resource temporarily unavailable" in tail or "can't fork" in tail:
+        return f" (process limit {limits.pids}, SHIPMATE_TEST_PIDS)"
+    return ""
 
 
 def _wait(client: docker.DockerClient, container_id: str, deadline: float) -> int | None:

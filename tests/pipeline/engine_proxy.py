@@ -20,6 +20,7 @@ class EngineProxy:
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._cut_after: int | None = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -39,11 +40,20 @@ class EngineProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        carried = 0
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
+                carried += len(data)
+                if self._cut_after is not None and carried > self._cut_after:
+                    self._cut_after = None  # once: the next connection passes whole
+                    for sock in (source, sink):
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                    return
         except OSError:
             pass
         finally:
@@ -51,6 +61,12 @@ class EngineProxy:
                 sink.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+    def cut_once_after(self, nbytes: int) -> None:
+        """Break the first connection that carries more than `nbytes` in one direction
+        (a long log stream), as an engine restart or a flaky proxy does; the engine and
+        every later connection stay fine."""
+        self._cut_after = nbytes
 
     def go_away(self) -> None:
         """Drop every connection and the socket itself, as a dying engine does."""
