@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from . import crypto
@@ -127,6 +129,10 @@ def execute(deployment_id: int, *, worker: str) -> str:
         status, error = Status.ROLLED_BACK, str(exc)
     except StageError as exc:
         status, error = Status.FAILED, str(exc)
+    except (OperationalError, InterfaceError) as exc:
+        logger.exception("deployment %s lost its database", deployment.pk)
+        where = f" during the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""
+        status, error = Status.FAILED, f"The database was unreachable{where}: {str(exc).strip()[:300]}"
     except Exception as exc:  # never leave a run in "running"
         logger.exception("deployment %s crashed", deployment.pk)
         where = f" in the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""
@@ -138,14 +144,45 @@ def execute(deployment_id: int, *, worker: str) -> str:
         heartbeat.stop()
     error = Masker(secrets)(error)
     if writer is not None:
-        if error:
-            writer.line(error)
-        writer.close()
+        try:
+            if error:
+                writer.line(error)
+            writer.close()
+        except Exception as exc:  # the log path never strands a run
+            logger.exception("the log of deployment %s could not be stored", deployment.pk)
+            lost = f"The log could not be stored completely ({str(exc)[:300] or exc.__class__.__name__})."
+            status, error = Status.FAILED, f"{error} {lost}".strip()
     if status == Status.AWAITING_APPROVAL:
-        lifecycle.deployment_await_approval(deployment=deployment, token=token, reason=error)
+        _settle(lambda: lifecycle.deployment_await_approval(deployment=deployment, token=token, reason=error))
     elif status != Status.READY:  # a Ready run was parked by its turn request
-        lifecycle.deployment_finish(deployment=deployment, status=status, error=error, token=token)
+        _settle(
+            lambda: lifecycle.deployment_finish(
+                deployment=deployment, status=status, error=error, token=token
+            )
+        )
     return status
+
+
+# Pauses between attempts to write a run's outcome while the database is unreachable
+# (a failover, a restart): about 30 s in all, then the reaper settles the run.
+SETTLE_DELAYS = (0.5, 1, 2, 4, 8, 15)
+
+
+def _settle(write: Callable[[], bool]) -> None:
+    """Write the outcome, retrying while the database is unreachable. If it stays away,
+    the run keeps its lease until the reaper settles it (as a lost worker's run), and
+    the worker process lives on to take the next one."""
+    for delay in (*SETTLE_DELAYS, None):
+        try:
+            write()
+            return
+        except (OperationalError, InterfaceError) as exc:
+            connection.close()  # the next attempt opens a fresh connection
+            if delay is None:
+                logger.error("could not record the outcome of a run; the reaper will settle it: %s", exc)
+                return
+            logger.warning("database unavailable while recording a run's outcome; retrying in %s s", delay)
+            time.sleep(delay)
 
 
 def _cancel_message(deployment_id: int, rec: DbRecorder | None) -> str:
