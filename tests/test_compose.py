@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-READERS = {"env_str", "env_bool", "env_int", "env_list"}
+READERS = {"env_str", "env_bool", "env_int", "env_list", "env_float", "env_size"}
 APP_SERVICES = ("web", "worker", "beat")
 _NO_DEFAULT = object()
 
