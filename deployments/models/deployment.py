@@ -192,7 +192,11 @@ class LogLine(models.Model):
     """History of a deployment's log. The live copy is the Redis Stream; each row
     keeps its stream entry id so a client can resume from either store."""
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="log_lines")
+    # No index of its own: unique_log_entry (deployment, entry_ms, entry_seq) serves every
+    # lookup by deployment, and one index less makes each stored line cheaper.
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="log_lines", db_index=False
+    )
     entry_ms = models.BigIntegerField()
     entry_seq = models.IntegerField()
     stage = models.CharField(max_length=20, blank=True)
