@@ -37,18 +37,17 @@ async def _read(client: httpx.AsyncClient, url: str, opened: asyncio.Event, resu
             if not raw.startswith("data:"):
                 continue
             now = time.monotonic_ns()
+            # The page's format carries a batch of lines (a JSON array) per event.
+            for match in LINE.finditer(raw):
+                seq = int(match[1])
+                if seq in seen:
+                    result["duplicates"] = result.get("duplicates", 0) + 1
+                    continue
+                seen.add(seq)
+                latencies.append(now - int(match[2]))
+                result["last_ns"] = now
             if END in raw:
                 break
-            match = LINE.search(raw)
-            if match is None:
-                continue
-            seq = int(match[1])
-            if seq in seen:
-                result["duplicates"] = result.get("duplicates", 0) + 1
-                continue
-            seen.add(seq)
-            latencies.append(now - int(match[2]))
-            result["last_ns"] = now
     result["ended"] = True
 
 
