@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import html
 import json
 import logging
 import re
+import shlex
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -63,25 +65,55 @@ _CONTROLS = re.compile(
 )
 _HAS_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_PERCENT = re.compile("%[0-9A-F]{2}")
 Span = tuple[int, int]
 
 
-def _forms(secret: str) -> set[str]:
-    """The spellings of `secret` that commonly end up in logs.
+# Encodings build tools print a value in. Base64 (both alphabets) and base32 are also
+# matched inside a larger blob of the same encoding (see _embedded), and wrapped at the
+# widths `base64` (76) and PEM (64) use.
+_WRAP_WIDTHS = (76, 64)
+_MIN_EMBEDDED = 8  # shorter stable cores would mask unrelated text
 
-    Base64 is only caught when the secret is encoded on its own: inside a larger
-    base64 blob (say a whole `user:password` header or a config file) its encoding
-    depends on the byte offset and the neighbouring bytes, so no fixed string
-    matches it.
-    """
+
+def _forms(secret: str) -> set[str]:
+    """The spellings of `secret` that commonly end up in logs: as is; URL-encoded (upper
+    and lower case escapes); JSON-, shell- and HTML-escaped; hex; base64, base64url and
+    base32, alone, embedded at any byte offset in a larger blob, and wrapped over lines."""
     raw = secret.encode()
     forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
+    forms |= {_PERCENT.sub(lambda m: m.group(0).lower(), f) for f in list(forms)}
     forms.add(json.dumps(secret)[1:-1])
     forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+    forms.add(json.dumps(secret)[1:-1].replace("/", "\\/"))  # PHP and some JSON writers
+    forms.add(secret.replace("'", "'\\''"))  # inside '…' as `set -x` and %q print it
+    forms.add(shlex.quote(secret))
+    forms.add(html.escape(secret))
+    forms |= {raw.hex(), raw.hex().upper()}
+    for encode, group in ((base64.b64encode, 3), (base64.urlsafe_b64encode, 3), (base64.b32encode, 5)):
         encoded = encode(raw).decode()
         forms.update((encoded, encoded.rstrip("=")))
+        forms |= _embedded(raw, encode, group)
+        for width in _WRAP_WIDTHS:
+            if len(encoded) > width:
+                forms |= {encoded[i : i + width] for i in range(0, len(encoded), width)}
     return forms
+
+
+def _embedded(raw: bytes, encode: Callable[[bytes], bytes], group: int) -> set[str]:
+    """What stays the same in the encoding of `raw` wherever it sits in a larger input:
+    for each offset into the encoder's byte group, the characters that depend on `raw`
+    alone (the neighbours' bits change the first and last ones)."""
+    bits = 6 if group == 3 else 5
+    cores = set()
+    for offset in range(group):
+        encoded = encode(b"\0" * offset + raw + b"\0" * group).decode()
+        start = -(-offset * 8 // bits)  # first character with no bit of the prefix
+        end = (offset + len(raw)) * 8 // bits  # last character with no bit of the suffix
+        core = encoded[start:end]
+        if len(core) >= _MIN_EMBEDDED:
+            cores.add(core)
+    return cores
 
 
 def _stripped(text: str) -> tuple[str, list[int] | None]:
