@@ -9,6 +9,8 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from deployments.pipeline.outbound import OutboundPolicy
+
 from .env import env_bool, env_float, env_int, env_list, env_size, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -160,6 +162,15 @@ TEST_READ_ONLY = env_bool("SHIPMATE_TEST_READ_ONLY", True)
 LEASE_SECONDS = env_int("SHIPMATE_LEASE_SECONDS", 60, minimum=5)
 MAX_ATTEMPTS = env_int("SHIPMATE_MAX_ATTEMPTS", 2, minimum=1)
 GIT_ALLOWED_PROTOCOLS = env_list("SHIPMATE_GIT_PROTOCOLS", ["https", "ssh", "git", "file"])
+# Internal address classes (loopback, private, link-local, metadata, multicast,
+# unspecified, reserved) or CIDRs that repository URLs, smoke URLs and health checks may
+# reach; empty: none (deployments/pipeline/outbound.py). `make run` and the tests set
+# "loopback": their registry, engine and demo apps all listen on 127.0.0.1.
+OUTBOUND_ALLOW_INTERNAL = env_list("SHIPMATE_ALLOW_INTERNAL", [])
+try:
+    OutboundPolicy.parse(OUTBOUND_ALLOW_INTERNAL)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 # Host directories under which a docker placement may bind-mount; empty: named volumes only.
 BIND_MOUNT_ROOTS = env_list("SHIPMATE_BIND_MOUNT_ROOTS", [])
 LOG_STREAM_MAXLEN = env_int("SHIPMATE_LOG_STREAM_MAXLEN", 20000, minimum=100)

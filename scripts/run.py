@@ -134,6 +134,9 @@ class Supervisor:
             DJANGO_SETTINGS_MODULE="pipeline_ui.settings",
             PYTHONUNBUFFERED="1",
         )
+        # Everything make run starts listens on 127.0.0.1 (registry, engine, the demo apps
+        # and their health checks), which the outbound guard refuses by default: opt in.
+        self.env.setdefault("SHIPMATE_ALLOW_INTERNAL", "loopback")
         self.start_services()
         self.manage("migrate", "--no-input", "-v0")
         self.manage("seed_demo", "--port-base", str(DEMO_PORT_BASE))

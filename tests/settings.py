@@ -20,5 +20,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"]["NAME"] = str(STATE_DIR / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
 # The test engine has no bridge, and the demo Dockerfile's RUN needs no network.
 BUILD_NETWORK_MODE = "none"
+# Every test service (git, registry, engine, the apps deployed) listens on 127.0.0.1;
+# the outbound guard's own tests switch back to the default deny (tests/security/).
+OUTBOUND_ALLOW_INTERNAL = ["loopback"]
 # Short leases so reaper tests need not wait long.
 LEASE_SECONDS = 10

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -18,6 +17,29 @@ from .repository import slug_validator
 VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_APPROVALS = 20
 MAX_APPROVAL_TTL = 525600  # a year, in minutes
+
+
+def validate_web_url(value: str) -> None:
+    """An http(s) link for people (a placement's "Open app"): no javascript: or file:,
+    and a host the way the worker's URL parser reads it (outbound.validate_http_url)."""
+    from ..pipeline import outbound
+
+    try:
+        outbound.validate_http_url(value)
+    except outbound.OutboundError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def validate_smoke_url(value: str) -> None:
+    """A URL the worker will GET: the checks of `validate_web_url` plus, for IP literals
+    and localhost names, the outbound policy, with the worker's message. DNS names are
+    checked again when the worker connects."""
+    from ..pipeline import outbound
+
+    try:
+        outbound.validate_http_url(value, policy=outbound.current_policy())
+    except outbound.OutboundError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def setting_error(field: str, message: str) -> ValidationError:
@@ -72,7 +94,7 @@ class Environment(models.Model):
         errors: dict[str, ValidationError | str] = {}
         if self.smoke_url:
             try:
-                URLValidator(schemes=["http", "https"])(self.smoke_url)
+                validate_smoke_url(self.smoke_url)
             except ValidationError as exc:
                 errors["smoke_url"] = exc
         # Unconverted values failed clean_fields() already.

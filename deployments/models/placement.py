@@ -10,8 +10,17 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from ..pipeline.targets.settings import SettingsError, TargetSettings, parse_settings
-from .environment import Environment, TargetKind, VariableValue, _value_hash, setting_error
+from ..pipeline import outbound
+from ..pipeline.targets.settings import DockerSettings, SettingsError, TargetSettings, parse_settings
+from .environment import (
+    Environment,
+    TargetKind,
+    VariableValue,
+    _value_hash,
+    setting_error,
+    validate_smoke_url,
+    validate_web_url,
+)
 from .repository import Repository
 
 # Keys that say where an application runs; two placements may not share them.
@@ -129,17 +138,24 @@ class Placement(models.Model):
         return next((other for other in others if other.identity() == mine), None)
 
     def clean(self) -> None:
+        self._clean_urls()
         if not self.environment_id or not self.repository_id:
             return
         # The same parse() the worker builds the target from.
         try:
-            self.target_config()
+            config = self.target_config()
         except SettingsError as exc:
             if exc.code == "required":
                 message = f"{exc.field} required, here or in {self.environment}'s settings."
             else:
                 message = str(exc)
             raise ValidationError({"target_settings": setting_error(exc.field, message)}) from None
+        if isinstance(config, DockerSettings):
+            # The worker refuses a health host the outbound policy refuses; say so now.
+            try:
+                outbound.current_policy().check_host_literal(config.health_host)
+            except outbound.OutboundRefused as exc:
+                raise ValidationError({"target_settings": setting_error("health_host", str(exc))}) from None
         other = self.clashing_placement()
         if other is not None:
             docker = self.environment.target_kind == TargetKind.DOCKER
@@ -149,6 +165,18 @@ class Placement(models.Model):
             raise ValidationError(
                 {"target_settings": setting_error("port" if docker else "deployment", message)}
             )
+
+    def _clean_urls(self) -> None:
+        errors: dict[str, ValidationError] = {}
+        for name, validate in (("smoke_url", validate_smoke_url), ("public_url", validate_web_url)):
+            value = getattr(self, name)
+            if value:
+                try:
+                    validate(value)
+                except ValidationError as exc:
+                    errors[name] = exc
+        if errors:
+            raise ValidationError(errors)
 
 
 class PlacementVariable(VariableValue):

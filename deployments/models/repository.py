@@ -10,10 +10,24 @@ slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,39}$", "Use lower-case le
 
 
 def validate_git_url(value: str) -> None:
+    """The worker's own check (git.validate_url) with the worker's settings: the allowed
+    protocols and the outbound policy (for IP-literal hosts; DNS names are checked again
+    when the worker connects). Field validators run in the Manage forms, the Django
+    admin and the YAML apply alike (full_clean)."""
+    from ..pipeline import outbound
     from ..pipeline.git import GitError, validate_url
 
     try:
-        validate_url(value)
+        validate_url(value, settings.GIT_ALLOWED_PROTOCOLS, policy=outbound.current_policy())
+    except GitError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+def validate_git_ref(value: str) -> None:
+    from ..pipeline.git import GitError, validate_ref
+
+    try:
+        validate_ref(value)
     except GitError as exc:
         raise ValidationError(str(exc)) from exc
 
@@ -65,6 +79,19 @@ class Repository(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # The refs the worker will resolve, refused as the worker would (git.validate_ref).
+        errors: dict[str, ValidationError] = {}
+        for name in ("default_branch", "dockerfile_repo_ref"):
+            value = getattr(self, name)
+            if value:
+                try:
+                    validate_git_ref(value)
+                except ValidationError as exc:
+                    errors[name] = exc
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def build_key(self) -> str:

@@ -1,39 +1,47 @@
-"""HTTP health polling shared by the Docker target and the verify stage."""
+"""HTTP health polling shared by the Docker target and the verify stage.
+
+Every request goes through the outbound guard (outbound.http_get): the host is resolved
+and checked against the outbound policy, the connection goes to the checked address,
+each redirect hop is checked again, and no proxy from the worker's environment is used.
+"""
 
 from __future__ import annotations
 
 import http.client
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from .base import Cancelled, LogFn, RolloutFailed, StopFn
-
-# No ProxyHandler entries: an http_proxy in the worker's environment must not
-# route a health check of 127.0.0.1 through some proxy.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from .outbound import OutboundError, OutboundPolicy, OutboundRefused, http_get, redact
 
 
-def check_url_once(url: str, timeout: float) -> tuple[bool, str]:
-    """One GET; True only for HTTP 200. The text says what was seen, for the log."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        # urllib would also open file:// and ftp:// URLs.
-        return False, f"unsupported URL scheme in {url!r}"
+class HealthCheckRefused(OutboundRefused, RolloutFailed):
+    """The outbound policy refuses the health or smoke URL (or a hop it redirects to).
+    A RolloutFailed too, so a rollout that cannot be checked is rolled back."""
+
+
+def _attempt(url: str, timeout: float, policy: OutboundPolicy | None) -> tuple[bool, str]:
+    """One GET; raises OutboundRefused when the policy refuses an address on the way."""
     try:
-        with _opener.open(urllib.request.Request(url, method="GET"), timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return False, f"HTTP {exc.code}"
-    except urllib.error.URLError as exc:
-        return False, _describe(exc.reason)
+        response = http_get(url, timeout=timeout, policy=policy)
+    except OutboundRefused:
+        raise
+    except OutboundError as exc:
+        return False, str(exc)
     except (OSError, http.client.HTTPException) as exc:
         return False, _describe(exc)
-    if status == 200:
+    if response.status == 200:
         return True, "HTTP 200"
-    return False, f"HTTP {status}"
+    return False, f"HTTP {response.status}"
+
+
+def check_url_once(url: str, timeout: float, *, policy: OutboundPolicy | None = None) -> tuple[bool, str]:
+    """One GET; True only for HTTP 200. The text says what was seen, for the log
+    (a refusal by the outbound policy too)."""
+    try:
+        return _attempt(url, timeout, policy)
+    except OutboundRefused as exc:
+        return False, str(exc)
 
 
 def _describe(reason: object) -> str:
@@ -54,13 +62,16 @@ def wait_http_ok(
     log: LogFn,
     interval: float = 0.2,
     fail_fast: Callable[[], str | None] | None = None,
+    policy: OutboundPolicy | None = None,
 ) -> None:
     """Poll `url` until it answers HTTP 200.
 
     `fail_fast` is asked between attempts; a message from it ends the wait at once
     (say, the container exited), so a crash is not reported only after `timeout`.
+    A refusal by the outbound policy ends it at once too (HealthCheckRefused).
     Raises RolloutFailed or Cancelled.
     """
+    url = redact(url)  # credentials in a smoke URL are not sent (no basic auth) nor logged
     log(f"Waiting up to {timeout:g} s for HTTP 200 from {url}")
     started = time.monotonic()
     deadline = started + timeout
@@ -68,7 +79,11 @@ def wait_http_ok(
     while True:
         if should_stop():
             raise Cancelled(f"cancelled while waiting for {url}")
-        ok, detail = check_url_once(url, timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+        try:
+            ok, detail = _attempt(url, max(0.1, min(2.0, deadline - time.monotonic())), policy)
+        except OutboundRefused as exc:
+            log(str(exc))
+            raise HealthCheckRefused(str(exc)) from None
         if ok:
             log(f"{url} answered HTTP 200 after {time.monotonic() - started:.1f} s")
             return

@@ -7,7 +7,6 @@ healthy, so undo is a rename and a start rather than a fresh pull.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from docker.models.containers import Container
 from ..base import LogFn, Release, RolloutFailed, StopFn, TargetError, never_stop
 from ..docker_client import ENGINE_ERRORS, engine_gone
 from ..health import wait_http_ok
+from ..outbound import OutboundError, OutboundPolicy, OutboundRefused, connect_checked, resolve_checked
 from ..ports import ancestors, listeners
 from .settings import NAME_RE as _NAME_RE
 from .settings import DockerSettings, parse_volumes
@@ -30,6 +30,10 @@ STOP_TIMEOUT = 10  # seconds before the engine kills a container that ignores SI
 LOG_TAIL = 20
 # How servers report a port they could not take (busybox httpd, nginx, Python, Node, Go).
 _BIND_ERROR = re.compile(r"address (already )?in use|EADDRINUSE|bind\(\) to .* failed", re.IGNORECASE)
+
+
+class HealthHostRefused(OutboundRefused, TargetError):
+    """The outbound policy refuses the health host; raised before anything changes."""
 
 
 class DockerTarget:
@@ -48,6 +52,7 @@ class DockerTarget:
         health_timeout: float = 30.0,
         health_host: str = "127.0.0.1",
         volumes: list[str] | None = None,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         if not _NAME_RE.match(name):
             raise TargetError(f"invalid container name {name!r}")
@@ -64,6 +69,9 @@ class DockerTarget:
         # "name:/path" (a named volume) or "/host/dir:/path" (a bind mount): user data
         # lives there, outside the container, and survives every redeploy and rollback.
         self.volumes = list(volumes or [])
+        # None: the outbound policy in force when the check runs (SHIPMATE_ALLOW_INTERNAL).
+        # The default health host 127.0.0.1 is loopback, so a local engine needs "loopback".
+        self.policy = policy
         # Whether apply() touched the engine; undo() must not remove a container that
         # apply() never replaced.
         self._changed = False
@@ -107,6 +115,7 @@ class DockerTarget:
             raise TargetError(f"Docker network {self.network_mode!r} does not exist") from None
         except ENGINE_ERRORS as exc:
             raise TargetError(f"cannot reach the Docker engine at {self._engine_url()}: {exc}") from None
+        self._check_health_host()
         description = f"Docker {version} at {self._engine_url()}"
         if container is None:
             return f"{description}; no container {self.name} yet"
@@ -121,6 +130,8 @@ class DockerTarget:
 
     def apply(self, release: Release, *, log: LogFn) -> None:
         """Swap in `release`. On error the old container is put back before TargetError is raised."""
+        # Before anything changes: a health host the policy refuses could never be checked.
+        self._check_health_host()
         self._ensure_image(release.image, log)
         self._retire_current(log)
         self._changed = True
@@ -206,6 +217,7 @@ class DockerTarget:
                 should_stop=should_stop,
                 log=log,
                 fail_fast=self._exit_reason,
+                policy=self.policy,
             )
             self._prove_it_answered()
         except RolloutFailed:
@@ -215,12 +227,22 @@ class DockerTarget:
         # check, so the policy is only switched on once the app answered.
         self._container().update(restart_policy={"Name": "unless-stopped"})
 
+    def _check_health_host(self) -> None:
+        try:
+            resolve_checked(self.health_host, self.port, policy=self.policy)
+        except OutboundRefused as exc:
+            raise HealthHostRefused(f"the health check cannot run: {exc}") from None
+        except OutboundError:
+            pass  # a name that does not resolve yet: the health check reports it
+
     def _port_holder(self) -> str | None:
         """Who accepts connections on the target's port, or None when it is free."""
         try:
-            with socket.create_connection((self.health_host, self.port), timeout=1):
+            with connect_checked(self.health_host, self.port, timeout=1, policy=self.policy):
                 pass
-        except OSError:
+        except OutboundRefused as exc:
+            raise HealthHostRefused(f"the health check cannot run: {exc}") from None
+        except (OSError, OutboundError):
             return None
         return self._describe_listener() or f"another program at {self.health_host}:{self.port}"
 
