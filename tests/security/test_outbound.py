@@ -364,3 +364,28 @@ def test_the_health_check_follows_an_allowed_redirect_to_http_200(
         True,
         "HTTP 200",
     )
+
+
+def test_a_docker_target_with_a_refused_health_host_changes_nothing(no_connections: list[Any]) -> None:
+    from deployments.pipeline.base import Release, TargetError
+    from deployments.pipeline.targets.docker import DockerTarget
+
+    # No engine at all: the refusal must come before the first engine call.
+    target = DockerTarget(client=None, name="shipmate-x-dev", port=18080, policy=DENY)  # type: ignore[arg-type]
+
+    with pytest.raises(TargetError, match="Refused to connect to 127.0.0.1: it is a loopback address"):
+        target.apply(Release(image="r/x@sha256:" + "a" * 64), log=lambda line: None)
+    assert no_connections == []
+
+
+def test_a_bad_allow_list_stops_the_settings_at_start_up(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SHIPMATE_ALLOW_INTERNAL": "loopback,everything", "SECRET_KEY": "x"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import pipeline_ui.settings"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "'everything'" in result.stderr
