@@ -54,7 +54,7 @@ def _make_log(lines: int) -> Any:
 def _middle_page(deployment: Any, lines: int) -> dict[str, Any]:
     from django.db import connection
 
-    from deployments.logs import _after, history
+    from deployments.logs.history import _after, history
 
     middle = f"{1700000000000 + lines // 2000}-500"
     times = []

@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Q
 from django.urls import reverse
 
+from .log_events import lines_json
 from .models import Deployment, LogLine, Stage
 
 SEARCH_LIMIT = 1000
@@ -85,7 +86,6 @@ def first_failing_line(deployment: Deployment) -> int | None:
 
 def page_state(deployment: Deployment, tail: list[LogLine], stages: list[Stage]) -> dict[str, Any]:
     """What the log renderer starts from (see static/js/deployment.js)."""
-    from .streams import lines_json
 
     first = line_number(deployment.pk, tail[0]) if tail else 1
     return {

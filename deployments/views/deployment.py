@@ -7,7 +7,7 @@ from django.views.decorators.http import require_POST
 
 from .. import log_search, logs, permissions, selectors, services
 from ..forms import DecisionForm
-from ..streams import lines_json
+from ..log_events import lines_json
 from .common import client_ip, get_deployment, partial
 
 

@@ -13,6 +13,10 @@
   var MAX = state.max_lines;
   var HARD_MAX = MAX * 4; // while the user reads history, trim only beyond this
   var PER_FRAME = 2000;
+  // At most this many lines, and no other flush for this long, go in without waiting for
+  // a frame (see receive()).
+  var TRICKLE = 20;
+  var TRICKLE_GAP_MS = 8;
   var VIEW_CHARS = 10000;
 
   var firstN = state.first; // number of the first rendered line
@@ -22,6 +26,7 @@
   var rendered = 0;
   var pending = [];
   var scheduled = false;
+  var lastFlush = 0;
   var follow = true;
   var source = null;
   var ended = !state.live;
@@ -165,6 +170,7 @@
   function flush() {
     if (!scheduled) return;
     scheduled = false;
+    lastFlush = performance.now();
     if (!pending.length) return;
     var batch;
     if (follow && pending.length > MAX) {
@@ -202,7 +208,15 @@
       pending.push(lines[i]);
     }
     if (start < lines.length) lastId = lines[lines.length - 1].id;
-    schedule();
+    // A trickle goes into the page at once; a burst waits for the next frame, so that
+    // the DOM work stays one batch per frame however fast lines come.
+    var now = performance.now();
+    if (!scheduled && pending.length <= TRICKLE && now - lastFlush >= TRICKLE_GAP_MS) {
+      scheduled = true;
+      flush();
+    } else {
+      schedule();
+    }
   }
 
   // --- follow -----------------------------------------------------------------------------

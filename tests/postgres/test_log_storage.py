@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from deployments.logs import _after, history
+from deployments.logs.history import _after, history
 from deployments.models import LogLine
 from tests.test_log_writer import check_bad_input, deployment, write_bad_input  # noqa: F401
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from deployments import streams
+from deployments import log_fanout, streams
 from deployments.logs import LogWriter
 from tests.views import test_stream
 from tests.views.test_stream import Events, db_ids, events_url, json_lines
@@ -81,8 +81,8 @@ async def _take_lines(events, n: int, texts: list[str]) -> None:
 
 def test_followers_in_one_process_share_one_reader_and_a_slow_one_is_resynced(deployment, monkeypatch):
     # Tiny queues and reads, so the followers that do not read overflow at once.
-    monkeypatch.setattr(streams, "FOLLOWER_QUEUE", 2)
-    monkeypatch.setattr(streams, "READ_COUNT", 10)
+    monkeypatch.setattr(log_fanout, "FOLLOWER_QUEUE", 2)
+    monkeypatch.setattr(log_fanout, "READ_COUNT", 10)
     catch_ups = []
     real_catch_up = streams._catch_up
 
@@ -109,7 +109,7 @@ def test_followers_in_one_process_share_one_reader_and_a_slow_one_is_resynced(de
         seen_two: list[str] = []
         await _take_lines(one, 5, seen_one)
         await _take_lines(two, 5, seen_two)
-        readers = streams.reader_count(deployment.pk)
+        readers = log_fanout.reader_count(deployment.pk)
         # Let both finish their replay and wait on their queues, then send them a line.
         waiting = [
             asyncio.create_task(_take_lines(one, 6, seen_one)),
@@ -127,7 +127,7 @@ def test_followers_in_one_process_share_one_reader_and_a_slow_one_is_resynced(de
         await one.aclose()
         await two.aclose()
         await asyncio.sleep(0)
-        return readers, seen_one, seen_two, streams.reader_count(deployment.pk)
+        return readers, seen_one, seen_two, log_fanout.reader_count(deployment.pk)
 
     readers, seen_one, seen_two, readers_after = asyncio.run(scenario())
 

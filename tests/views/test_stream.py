@@ -13,7 +13,7 @@ import uvicorn
 from django.contrib.auth.models import User
 from django.test import Client
 
-from deployments import streams
+from deployments import log_events, streams
 from deployments.logs import LogWriter, get_redis, stream_key
 from deployments.models import Deployment, Environment, LogLine, Repository, Stage
 from deployments.templatetags.shipmate import badge_html, stage_html
@@ -395,13 +395,27 @@ def test_followers_share_one_redis_reader_released_when_the_last_one_leaves(http
     def sse_connections():
         return [c for c in get_redis().client_list() if c["name"] == f"shipmate-sse-{deployment.pk}"]
 
+    def settle(count: int) -> list[int]:
+        """The connection counts seen over a moment (the reader connects asynchronously)."""
+        seen, deadline = [], time.monotonic() + 2
+        while time.monotonic() < deadline:
+            seen.append(len(sse_connections()))
+            if seen[-1] == count and len(seen) >= 5:
+                break
+            time.sleep(0.05)
+        return seen
+
+    # Each Events keeps its response's line iterator alive: dropping it closes the stream.
     with http.stream("GET", events_url(deployment)) as response:
-        Events(response).take(1, "lines")
-        assert len(sse_connections()) == 1
-        with http.stream("GET", events_url(deployment)) as second:
-            Events(second).take(1, "lines")
-            assert len(sse_connections()) == 1
-        assert len(sse_connections()) == 1
+        first = Events(response)
+        first.take(1, "lines")
+        assert settle(1)[-1] == 1
+        with http.stream("GET", events_url(deployment)) as second_response:
+            second = Events(second_response)
+            second.take(1, "lines")
+            seen = settle(1)
+            assert seen[-1] == 1 and max(seen) == 1, seen  # never a second reader
+        assert settle(1)[-1] == 1
 
     deadline = time.monotonic() + 5
     while sse_connections() and time.monotonic() < deadline:
@@ -425,7 +439,7 @@ def test_lines_only_in_the_database_are_sent_before_the_end_of_a_finished_deploy
 
 def test_multiline_data_is_split_into_several_data_fields():
     assert (
-        streams.sse("line", "a\nb\r\nc\rd", "1-0")
+        log_events.sse("line", "a\nb\r\nc\rd", "1-0")
         == "id: 1-0\nevent: line\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
     )
 
