@@ -13,10 +13,8 @@
   var MAX = state.max_lines;
   var HARD_MAX = MAX * 4; // while the user reads history, trim only beyond this
   var PER_FRAME = 2000;
-  // At most this many lines, and no other flush for this long, go in without waiting for
-  // a frame (see receive()).
+  // A batch of at most this many lines goes in without waiting for a frame (receive()).
   var TRICKLE = 20;
-  var TRICKLE_GAP_MS = 8;
   var VIEW_CHARS = 10000;
 
   var firstN = state.first; // number of the first rendered line
@@ -26,7 +24,6 @@
   var rendered = 0;
   var pending = [];
   var scheduled = false;
-  var lastFlush = 0;
   var follow = true;
   var source = null;
   var ended = !state.live;
@@ -167,10 +164,9 @@
     setTimeout(flush, 500);
   }
 
-  function flush() {
+  function flush(trickle) {
     if (!scheduled) return;
     scheduled = false;
-    lastFlush = performance.now();
     if (!pending.length) return;
     var batch;
     if (follow && pending.length > MAX) {
@@ -188,10 +184,28 @@
     var wasEmpty = rendered === 0;
     log.appendChild(build(batch, log.lastElementChild));
     rendered += batch.length;
-    if (follow && rendered > MAX) trim(rendered - MAX);
+    var trimmed = follow && rendered > MAX;
+    if (trimmed) trim(rendered - MAX);
     else if (rendered > HARD_MAX) trim(rendered - HARD_MAX);
     else if (wasEmpty || pending.length === 0) updateFirst();
-    if (follow) scrollToEnd();
+    // In a frame (or after trimming, which moves what is in view) scroll now; a trickle
+    // scrolls in the next frame, so its task does not wait for a layout.
+    if (follow) {
+      if (trickle === true && !trimmed) scrollSoon();
+      else scrollToEnd();
+    }
+  }
+
+  // Scrolling reads layout (the browser clamps scrollTop); doing it in the next frame
+  // keeps the layout out of the task that appends lines, and does it once per frame.
+  var scrollPending = false;
+  function scrollSoon() {
+    if (scrollPending) return;
+    scrollPending = true;
+    requestAnimationFrame(function () {
+      scrollPending = false;
+      if (follow) scrollToEnd();
+    });
   }
 
   function idLess(a, b) {
@@ -210,10 +224,9 @@
     if (start < lines.length) lastId = lines[lines.length - 1].id;
     // A trickle goes into the page at once; a burst waits for the next frame, so that
     // the DOM work stays one batch per frame however fast lines come.
-    var now = performance.now();
-    if (!scheduled && pending.length <= TRICKLE && now - lastFlush >= TRICKLE_GAP_MS) {
+    if (!scheduled && pending.length <= TRICKLE) {
       scheduled = true;
-      flush();
+      flush(true);
     } else {
       schedule();
     }
@@ -229,12 +242,21 @@
     log.classList.toggle("following", on);
   }
 
+  // One read per scroll event, not per line. Lines appended below (and our own scroll to
+  // them in the next frame) move the bottom away without the user doing anything, so
+  // only a move up stops following; reaching the bottom starts it again.
+  var lastTop = 0;
   log.addEventListener(
     "scroll",
     function () {
-      // One read per scroll event, not per line.
-      var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
-      if (atBottom !== follow) setFollow(atBottom);
+      var top = log.scrollTop;
+      var atBottom = log.scrollHeight - top - log.clientHeight < 8;
+      if (atBottom) {
+        if (!follow) setFollow(true);
+      } else if (top < lastTop - 1 && follow) {
+        setFollow(false);
+      }
+      lastTop = top;
     },
     { passive: true }
   );
