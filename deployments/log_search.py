@@ -42,7 +42,10 @@ def _up_to(ms: int, seq: int) -> Q:
 
 
 def line_number(deployment_id: int, line: LogLine) -> int:
-    """1-based position of a stored line in its log."""
+    """1-based position of a stored line in its log: the number the writer gave it, or,
+    for a line stored before lines were numbered, its place counted."""
+    if line.number:
+        return line.number
     return LogLine.objects.filter(_up_to(line.entry_ms, line.entry_seq), deployment_id=deployment_id).count()
 
 

@@ -35,7 +35,7 @@ from django.http import (
 from . import log_search
 from .log_events import EntryId, fmt, render_entries, sse, stage_event, status_event, stored_events
 from .log_fanout import ReaderFailed, follower_reader
-from .logs import get_async_redis, history, parse_event_id, stream_key
+from .logs import get_async_redis, history, log_text, parse_event_id, stream_key
 from .models import Deployment, Stage
 from .models.deployment import FINISHED
 from .permissions import can_view_deployment
@@ -47,7 +47,6 @@ KEEPALIVE_MS = 10_000
 # Once the deployment is finished, wait this long for late entries before ending.
 FINISH_GRACE_MS = 500
 CHUNK = 500
-DOWNLOAD_CHUNK = 2000
 
 
 async def _status(pk: int) -> str | None:
@@ -221,12 +220,11 @@ async def deployment_events(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 async def _log_text(pk: int) -> AsyncIterator[str]:
-    # Keyset pages instead of QuerySet.iterator(): under ASGI a sync iterator would
-    # be read whole into memory before the first byte goes out.
-    after: str | None = None
-    while lines := await sync_to_async(history)(pk, after=after, limit=DOWNLOAD_CHUNK):
-        yield "".join(f"{line.text}\n" for line in lines)
-        after = lines[-1].event_id
+    # Keyset pages of plain tuples (logs.log_text), one thread hop per page: under ASGI a
+    # sync iterator would be read whole into memory before the first byte goes out.
+    pages = log_text(pk)
+    while (page := await sync_to_async(next)(pages, None)) is not None:
+        yield page
 
 
 async def deployment_log_download(request: HttpRequest, pk: int) -> HttpResponse:

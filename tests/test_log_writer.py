@@ -282,3 +282,17 @@ def check_bad_input(deployment):
 def test_nul_invalid_utf8_huge_lines_and_markup_are_stored_safely(deployment):
     write_bad_input(deployment)
     check_bad_input(deployment)
+
+
+def test_stored_lines_are_numbered_across_writers_so_pages_need_no_count(deployment):
+    with LogWriter(deployment.pk) as build:
+        for i in range(1, 1201):
+            build.line(f"build {i}")
+    with LogWriter(deployment.pk) as release:  # the release phase, perhaps on another worker
+        release.line("rollout 1")
+        release.event("stage", name="rollout", status="running")
+        release.line("rollout 2")
+
+    numbers = [number for *_, number in LogLine.objects.filter(deployment=deployment).order_by(
+        "entry_ms", "entry_seq").values_list("text", "number")]  # fmt: skip
+    assert numbers == list(range(1, 1203))

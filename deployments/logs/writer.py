@@ -57,9 +57,9 @@ _XADD_BATCH_SHA = hashlib.sha1(_XADD_BATCH.encode()).hexdigest()
 HOLD_BACK = 0.05
 # Pauses before retrying a batch the database refused for a connection problem.
 DB_RETRIES = (0.2, 1.0)
-_COLUMNS = ("deployment_id", "entry_ms", "entry_seq", "stage", "text")
+_COLUMNS = ("deployment_id", "entry_ms", "entry_seq", "stage", "text", "number")
 
-Row = tuple[int, int | str, int | str, str, str]
+Row = tuple[int, int | str, int | str, str, str, int]
 Item = tuple[str, str] | dict[str, str]  # a line (stage, text) or an event's fields
 
 
@@ -84,7 +84,7 @@ def _insert_rows(rows: list[Row]) -> None:
             except psycopg.errors.UniqueViolation:
                 pass  # a retried batch: store what is missing
         cursor.executemany(
-            f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows
+            f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows
         )
 
 
@@ -164,6 +164,15 @@ class LogWriter:
         self._joined = threading.Event()
         # Only the stream thread (or, after close, the straggler path) touches these.
         self._last_id = (0, 0)
+        # Each stored line's 1-based place in the whole log, continued from an earlier
+        # phase's writer: pages and search show line numbers without counting rows.
+        self._number = (
+            LogLine.objects.filter(deployment_id=deployment_id)
+            .order_by("-entry_ms", "-entry_seq")
+            .values_list("number", flat=True)
+            .first()
+            or 0
+        )
         self._redis_down_until = 0.0
         self._stream_has_ttl = False
         self._threads = [
@@ -460,11 +469,17 @@ class LogWriter:
             raise RuntimeError(f"Redis returned {len(ms)} ids for {len(batch)} entries")
         self._last_id = (int(ms[-1]), int(seq[-1]))
         pk = self.deployment_id
-        return [
-            (pk, m, q, item[0][:20], item[1])  # type: ignore[misc]
+        rows = [
+            (pk, m, q, item[0][:20], item[1], 0)  # type: ignore[misc]
             for item, m, q in zip(batch, ms, seq, strict=True)
             if type(item) is tuple
         ]
+        return self._numbered(rows)
+
+    def _numbered(self, rows: list[Row]) -> list[Row]:
+        first = self._number + 1
+        self._number += len(rows)
+        return [(*row[:5], n) for row, n in zip(rows, range(first, first + len(rows)), strict=True)]  # type: ignore[misc]
 
     def _xadd_batch(self, args: list[Any]) -> list[Any]:
         try:
@@ -480,8 +495,8 @@ class LogWriter:
                 now_ms = time.time_ns() // 1_000_000
                 last_ms, last_seq = self._last_id
                 self._last_id = (now_ms, 0) if now_ms > last_ms else (last_ms, last_seq + 1)
-                rows.append((self.deployment_id, *self._last_id, item[0][:20], item[1]))
-        return rows
+                rows.append((self.deployment_id, *self._last_id, item[0][:20], item[1], 0))
+        return self._numbered(rows)
 
     def _set_run_ttl(self) -> None:
         # A stream left by a crashed worker must still expire, and one that an earlier

@@ -201,6 +201,9 @@ class LogLine(models.Model):
     entry_seq = models.IntegerField()
     stage = models.CharField(max_length=20, blank=True)
     text = models.TextField()
+    # 1-based place in the deployment's whole log, given by the writer; 0 on lines stored
+    # before numbers were (their number is counted when asked).
+    number = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["entry_ms", "entry_seq"]
