@@ -7,7 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-all=(log_latency log_ingest log_history click_to_log deploy_vs_shell sse_fanout rollback_times log_dom)
+all=(log_latency log_ingest log_history click_to_log deploy_vs_shell sse_fanout rollback_times pages_at_scale log_dom)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all[@]}")
 # Stop the services afterwards only if this run started them (a test run may share them).
