@@ -18,7 +18,6 @@ SEARCH_LIMIT = 1000
 SEARCH_SNIPPET = 200
 # Lines one "load earlier" (or a jump to an old line) may fetch at once.
 FETCH_LIMIT = 20_000
-DEFAULT_VIEW_LINES = 5000
 
 # ANSI/VT escape sequences and other control characters (tab excepted).
 _CONTROL = re.compile(
@@ -28,7 +27,7 @@ _CONTROL = re.compile(
 
 def view_max_lines() -> int:
     """Lines the page keeps rendered while following (settings.LOG_VIEW_MAX_LINES)."""
-    return max(100, int(getattr(settings, "LOG_VIEW_MAX_LINES", DEFAULT_VIEW_LINES)))
+    return int(settings.LOG_VIEW_MAX_LINES)
 
 
 def plain(text: str) -> str:

@@ -176,6 +176,9 @@ BIND_MOUNT_ROOTS = env_list("SHIPMATE_BIND_MOUNT_ROOTS", [])
 LOG_STREAM_MAXLEN = env_int("SHIPMATE_LOG_STREAM_MAXLEN", 20000, minimum=100)
 LOG_STREAM_TTL = env_int("SHIPMATE_LOG_STREAM_TTL", 3600, minimum=1)
 LOG_PAGE_TAIL = env_int("SHIPMATE_LOG_PAGE_TAIL", 500, minimum=10)
+# Lines the deployment page keeps rendered while it follows a live log (older ones are
+# trimmed in bulk and come back with "Load earlier").
+LOG_VIEW_MAX_LINES = env_int("SHIPMATE_LOG_VIEW_MAX_LINES", 5000, minimum=100)
 # A deployment stores at most this many log lines; later ones are counted, not kept.
 LOG_MAX_LINES = env_int("SHIPMATE_LOG_MAX_LINES", 200_000, minimum=1)
 # One stored line is cut at this many UTF-8 bytes, with a note of how much was cut.

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 # Never Playwright's own browser download (nothing can be downloaded here), and no
@@ -72,3 +73,13 @@ def serve_asgi() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def run_coroutine(coro: Any) -> Any:
+    """asyncio.run() in a thread of its own: the test's thread may already run an event
+    loop (Playwright's sync API leaves one behind in the browser tests' thread)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -83,6 +83,10 @@ def run_tests(
             command=argv,
             network_mode="none",
             init=True,
+            # One terminal for stdout and stderr: the engine gets them as one stream, in
+            # the order they were written (two pipes are read apart and can swap lines),
+            # and test tools print their colours, which the log page renders.
+            tty=True,
             mem_limit=limits.memory,
             memswap_limit=limits.memory,  # no swap beyond the memory limit
             nano_cpus=int(limits.cpus * 1e9),

@@ -148,8 +148,18 @@ def test_failing_tests_report_the_exit_code(docker_engine, demo_image: str, line
             log=lines,
             should_stop=never,
         )
-    # stdout and stderr travel separately, so only the set of lines is certain.
-    assert sorted(lines[-2:]) == ["broken", "checking"]
+    assert lines[-2:] == ["checking", "broken"]
+
+
+def test_stdout_and_stderr_arrive_in_the_order_they_were_written(
+    docker_engine, demo_image: str, lines
+) -> None:
+    script = "; ".join(f"echo out{i}; echo err{i} >&2" for i in range(50))
+    run_tests(
+        docker_engine, image=demo_image, command=f"sh -c '{script}'", timeout=20, log=lines, should_stop=never
+    )
+    expected = [name for i in range(50) for name in (f"out{i}", f"err{i}")]
+    assert lines[1:-1] == expected
 
 
 def test_test_container_has_no_network_and_no_variables(docker_engine, demo_image: str, lines) -> None:
@@ -164,7 +174,7 @@ def test_test_container_has_no_network_and_no_variables(docker_engine, demo_imag
 
     output = lines[1:-1]
     assert output[0] == "lo"
-    assert set(output[1:]) <= {"HOME", "HOSTNAME", "PATH", "PWD", "SHLVL", "TMPDIR"}
+    assert set(output[1:]) <= {"HOME", "HOSTNAME", "PATH", "PWD", "SHLVL", "TERM", "TMPDIR"}
 
 
 def test_tests_that_run_too_long_are_killed(docker_engine, demo_image: str, lines) -> None:

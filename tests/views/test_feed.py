@@ -12,6 +12,7 @@ from deployments import feed, services
 from deployments.logs import get_redis
 from deployments.models import Deployment, Status
 from deployments.services import lifecycle
+from tests.live import run_coroutine
 
 
 @pytest.fixture(autouse=True)
@@ -41,10 +42,10 @@ def test_a_status_change_reaches_viewers_of_its_environment_only(dev, repository
         finally:
             await stream.aclose()
 
-    (event,) = asyncio.run(follow([dev_env.pk]))
+    (event,) = run_coroutine(follow([dev_env.pk]))
     assert event == f"event: changed\ndata: {dev_env.pk}:{repository.pk}\n\n"
     Deployment.objects.filter(pk=deployment.pk).update(status=Status.QUEUED)
-    (event,) = asyncio.run(follow([live_env.pk]))  # a viewer of another environment
+    (event,) = run_coroutine(follow([live_env.pk]))  # a viewer of another environment
     assert event == ": keepalive\n\n"
 
 

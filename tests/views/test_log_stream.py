@@ -8,6 +8,7 @@ import pytest
 
 from deployments import log_fanout, streams
 from deployments.logs import LogWriter
+from tests.live import run_coroutine
 from tests.views import test_stream
 from tests.views.test_stream import Events, db_ids, events_url, json_lines
 
@@ -129,7 +130,7 @@ def test_followers_in_one_process_share_one_reader_and_a_slow_one_is_resynced(de
         await asyncio.sleep(0)
         return readers, seen_one, seen_two, log_fanout.reader_count(deployment.pk)
 
-    readers, seen_one, seen_two, readers_after = asyncio.run(scenario())
+    readers, seen_one, seen_two, readers_after = run_coroutine(scenario())
 
     expected = [f"line {i}" for i in range(400)]
     assert readers == 1
