@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from . import crypto
-from .logs import LogWriter, Masker
+from .logs import LogWriter, LogWriterError, Masker
 from .models import Deployment, Phase, Stage, StageStatus, Status
 from .pipeline.base import Cancelled, StageError
 from .pipeline.runner import RolledBack, run_build, run_release
@@ -129,10 +129,17 @@ def execute(deployment_id: int, *, worker: str) -> str:
         status, error = Status.ROLLED_BACK, str(exc)
     except StageError as exc:
         status, error = Status.FAILED, str(exc)
-    except (OperationalError, InterfaceError) as exc:
-        logger.exception("deployment %s lost its database", deployment.pk)
-        where = f" during the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""
-        status, error = Status.FAILED, f"The database was unreachable{where}: {str(exc).strip()[:300]}"
+    except (OperationalError, InterfaceError, LogWriterError) as exc:
+        if isinstance(exc, LogWriterError) and not isinstance(
+            exc.__cause__, (OperationalError, InterfaceError)
+        ):
+            logger.exception("deployment %s crashed", deployment.pk)
+            status, error = Status.FAILED, f"The log could not be stored: {str(exc)[:300]}"
+        else:
+            logger.exception("deployment %s lost its database", deployment.pk)
+            where = f" during the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""
+            cause = exc.__cause__ if isinstance(exc, LogWriterError) else exc
+            status, error = Status.FAILED, f"The database was unreachable{where}: {str(cause).strip()[:300]}"
     except Exception as exc:  # never leave a run in "running"
         logger.exception("deployment %s crashed", deployment.pk)
         where = f" in the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""

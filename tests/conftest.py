@@ -168,3 +168,23 @@ def fake_cluster() -> Iterator[Any]:
 
     with FakeCluster.running() as cluster:
         yield cluster
+
+
+def log_deployment(name: str) -> Iterator[Any]:
+    """A deployment to write logs for, with a random pk (its stream stays apart from other
+    runs sharing the Redis server) and no stream left before or after. For fixtures."""
+    import random
+
+    from deployments.logs import get_redis, stream_key
+    from deployments.models import Deployment
+
+    repo = Repository.objects.create(
+        name=f"{name}-app", git_url="https://git.invalid/a.git", image_name=f"{name}/a"
+    )
+    env = Environment.objects.create(name=f"{name}-env")
+    dep = Deployment.objects.create(
+        pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main"
+    )
+    get_redis().delete(stream_key(dep.pk))
+    yield dep
+    get_redis().delete(stream_key(dep.pk))

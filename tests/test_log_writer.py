@@ -5,7 +5,6 @@ surface. Real Redis, real database; slowness comes from a real slow consumer."""
 from __future__ import annotations
 
 import base64
-import random
 import threading
 import time
 from urllib.parse import quote_plus
@@ -13,7 +12,8 @@ from urllib.parse import quote_plus
 import pytest
 
 from deployments.logs import LogWriter, LogWriterError, Masker, get_redis, history, stream_key
-from deployments.models import Deployment, Environment, LogLine, Repository
+from deployments.models import LogLine
+from tests.conftest import log_deployment
 
 SECRET = "Zq7-s3cr3t/p@ss+wörd&more=="
 B64 = base64.b64encode(SECRET.encode()).decode()
@@ -22,14 +22,7 @@ URL = quote_plus(SECRET)
 
 @pytest.fixture
 def deployment(transactional_db):
-    repo = Repository.objects.create(name="flood-app", git_url="https://git.invalid/a.git", image_name="f/a")
-    env = Environment.objects.create(name="flood-env")
-    dep = Deployment.objects.create(
-        pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main"
-    )
-    get_redis().delete(stream_key(dep.pk))
-    yield dep
-    get_redis().delete(stream_key(dep.pk))
+    yield from log_deployment("flood")
 
 
 def stored(deployment):

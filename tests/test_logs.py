@@ -1,7 +1,6 @@
 import base64
 import json
 import logging
-import random
 import threading
 import time
 from urllib.parse import quote, quote_plus
@@ -21,24 +20,15 @@ from deployments.logs import (
     publish_event,
     stream_key,
 )
-from deployments.models import Deployment, Environment, LogLine, Repository
+from deployments.models import LogLine
+from tests.conftest import log_deployment
 
 SECRET = "s3cr3t/p@ss+wörd&more=="
 
 
 @pytest.fixture
 def deployment(db):
-    repo = Repository.objects.create(
-        name="logs-app", git_url="https://git.invalid/app.git", image_name="logs/app"
-    )
-    env = Environment.objects.create(name="logs-env")
-    # A random pk keeps this test's stream apart from other runs sharing the Redis server.
-    dep = Deployment.objects.create(
-        pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main"
-    )
-    get_redis().delete(stream_key(dep.pk))
-    yield dep
-    get_redis().delete(stream_key(dep.pk))
+    yield from log_deployment("logs")
 
 
 def stream_lines(deployment):

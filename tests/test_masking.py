@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import random
 import re
 import shlex
 from urllib.parse import quote, quote_plus
@@ -15,7 +14,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from deployments.logs import LogWriter, Masker, get_redis, stream_key
-from deployments.models import Deployment, Environment, LogLine, Repository
+from deployments.models import LogLine
+from tests.conftest import log_deployment
 
 SECRET = "Zq7'-s3cr3t/p@ss+wörd&more=="
 RAW = SECRET.encode()
@@ -68,14 +68,7 @@ WRAPPED = [
 
 @pytest.fixture
 def deployment(transactional_db):
-    repo = Repository.objects.create(name="mask-app", git_url="https://git.invalid/a.git", image_name="m/a")
-    env = Environment.objects.create(name="mask-env")
-    dep = Deployment.objects.create(
-        pk=random.randint(10**8, 10**9), repository=repo, environment=env, ref="main"
-    )
-    get_redis().delete(stream_key(dep.pk))
-    yield dep
-    get_redis().delete(stream_key(dep.pk))
+    yield from log_deployment("mask")
 
 
 def written(deployment, text: str, secrets: list[str]) -> tuple[str, str]:

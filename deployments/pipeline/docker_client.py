@@ -99,17 +99,25 @@ class LineLog:
 
     def __init__(self, log: LogFn) -> None:
         self._log = log
-        self._pending = ""
+        self._pending: list[str] = []  # the start of a line still being written
 
     def feed(self, text: str) -> None:
-        *lines, self._pending = (self._pending + text).split("\n")
+        # Linear in the output: a long line that arrives in many small chunks is joined
+        # once, not copied again with every chunk.
+        if "\n" not in text:
+            if text:
+                self._pending.append(text)
+            return
+        first, *lines, last = text.split("\n")
+        self._emit("".join([*self._pending, first]))
         for line in lines:
             self._emit(line)
+        self._pending = [last] if last else []
 
     def flush(self) -> None:
         if self._pending:
-            self._emit(self._pending)
-            self._pending = ""
+            self._emit("".join(self._pending))
+            self._pending = []
 
     def _emit(self, line: str) -> None:
         line = line.rstrip("\r")
