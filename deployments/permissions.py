@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q
+
 from .models import Deployment, Environment
 
 DEVELOPERS = "Developers"
@@ -66,6 +68,16 @@ def can_view_deployment(user: Any, deployment: Deployment) -> bool:
     if not (user.is_authenticated and user.is_active):
         return False
     return deployment.requested_by_id == user.pk or can_view_environment(user, deployment.environment)
+
+
+def approvable(user: Any) -> Q:
+    """`can_approve` as a filter on deployments, for counting in the database."""
+    if not (user.is_authenticated and user.is_active):
+        return Q(pk__in=[])
+    own_blocked = Q(requested_by_id=user.pk, environment__allow_self_approval=False)
+    if is_admin(user):
+        return ~own_blocked
+    return Q(environment__approve_groups__in=_group_ids(user)) & ~own_blocked
 
 
 def can_approve(user: Any, deployment: Deployment) -> bool:

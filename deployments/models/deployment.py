@@ -203,7 +203,7 @@ class LogLine(models.Model):
     text = models.TextField()
     # 1-based place in the deployment's whole log, given by the writer; 0 on lines stored
     # before numbers were (their number is counted when asked).
-    number = models.PositiveIntegerField(default=0)
+    number = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["entry_ms", "entry_seq"]

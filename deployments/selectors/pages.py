@@ -138,7 +138,9 @@ def approval_inbox(user: Any) -> list[Deployment]:
 
 
 def approval_inbox_count(user: Any) -> int:
-    return len(approval_inbox(user))
+    """How many deployments `approval_inbox` lists, in one query (every page's nav shows it)."""
+    pending = Deployment.objects.filter(status=Status.AWAITING_APPROVAL).filter(permissions.approvable(user))
+    return pending.values("pk").distinct().count()
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:

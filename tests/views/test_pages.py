@@ -415,3 +415,29 @@ def test_finished_stages_show_how_long_they_took(dev, repository, dev_env):
     )
     html = login(dev).get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
     assert '<span class="stage-time">2.5 s</span>' in html
+
+
+def test_the_nav_count_of_approvals_is_what_the_inbox_lists_for_every_user(
+    dev, dev2, release, release2, admin, outsider, groups, repository, make_environment
+):
+    from deployments import permissions
+    from deployments.selectors import approval_inbox, approval_inbox_count
+
+    live = make_environment("live", order=30, approval=True)
+    mine_ok = make_environment("mine-ok", order=40, approval=True)
+    mine_ok.allow_self_approval = True
+    mine_ok.save()
+    admins_only = make_environment("admins-only", order=50, approval=True)
+    admins_only.approve_groups.set([groups[permissions.ADMINS]])
+    for env in (live, mine_ok, admins_only):
+        for who in (dev, release, admin):
+            Deployment.objects.create(
+                repository=repository, environment=env, ref="main", requested_by=who,
+                status=Status.AWAITING_APPROVAL,
+            )  # fmt: skip
+    Deployment.objects.create(repository=repository, environment=live, ref="main", requested_by=dev)  # queued
+    counts = {u.username: approval_inbox_count(u) for u in (dev, dev2, release, release2, admin, outsider)}
+    listed = {u.username: len(approval_inbox(u)) for u in (dev, dev2, release, release2, admin, outsider)}
+    assert counts == listed
+    assert counts["admin"] == 7  # all nine but its own two where self-approval is off
+    assert counts["outsider"] == 0
