@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Min, OuterRef, Subquery
+from django.urls import reverse
 
 from .. import permissions
 from ..models import Deployment, Environment, Placement, Repository, Status
@@ -24,6 +25,8 @@ class Cell:
     queued: int  # waiting or awaiting approval
     behind: str = ""  # the environment to the left that runs newer code, if any
     can_deploy: bool = False
+    url: str = ""  # the placement page
+    deploy_url: str = ""  # the Deploy form, with this application and environment chosen
 
 
 @dataclass
@@ -76,6 +79,10 @@ def placement_matrix(user: Any) -> tuple[list[Column], list[MatrixRow]]:
     deployable = {env.pk: permissions.can_deploy(user, env) for env in envs}
     column = {env.pk: i for i, env in enumerate(envs)}
     rows: dict[int, MatrixRow] = {}
+    # Reversed once: 50 × 10 cells would otherwise resolve two URLs each.
+    head, rest = reverse("placement_detail", args=["__app__", "__env__"]).split("__app__")
+    middle, tail = rest.split("__env__")
+    deploy = reverse("deploy")
     for p in sorted(placements, key=lambda p: p.repository.name):
         row = rows.setdefault(p.repository_id, MatrixRow(p.repository, [None] * len(envs)))
         key = (p.environment_id, p.repository_id)
@@ -85,6 +92,8 @@ def placement_matrix(user: Any) -> tuple[list[Column], list[MatrixRow]]:
             running=running.get(key),
             queued=queued.get(key, 0),
             can_deploy=deployable[p.environment_id],
+            url=f"{head}{p.repository.name}{middle}{p.environment.name}{tail}",
+            deploy_url=f"{deploy}?repository={p.repository_id}&environment={p.environment_id}",
         )
     for row in rows.values():
         _mark_behind(row, first_seen)
