@@ -7,6 +7,7 @@ import re
 
 import pytest
 import yaml
+from django.contrib.staticfiles import finders
 from django.test import Client
 from django.urls import reverse
 from drf_spectacular.validation import validate_schema
@@ -53,4 +54,6 @@ def test_the_docs_page_loads_its_assets_from_this_server():
     assert assets, html
     for url in assets:
         assert url.startswith("/static/"), url
+        # What the ASGI static handler (and collectstatic) would serve.
+        assert finders.find(url.removeprefix("/static/")) is not None, url
     assert "cdn" not in html.lower()
