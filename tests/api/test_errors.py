@@ -94,3 +94,12 @@ def test_the_log_pages_in_order(dev, repository, dev_env, api_as):
     assert first["finished"] is False
     rest = api.get(reverse("api_deployment_log", args=[d.pk]), {"after": first["next_after"]}).json()
     assert [x["number"] for x in rest["lines"]] == [4, 5] and rest["next_after"] is None
+
+
+@pytest.mark.parametrize("value", ["600", "0/minute", "10/fortnight", "many/minute"])
+def test_a_bad_api_rate_stops_start_up_naming_the_variable(tmp_path, value):
+    from tests.test_compose import error_line, run_settings
+
+    result = run_settings(tmp_path, {"SECRET_KEY": "x", "SHIPMATE_API_RATE": value}, "print('started')")
+    assert result.returncode != 0 and "started" not in result.stdout
+    assert "ImproperlyConfigured" in error_line(result) and "SHIPMATE_API_RATE" in error_line(result)
