@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from . import streams
+from .api import ui as api_ui
 from .views import audit, dashboard, deploy, deployment, environments, manage, placements
 
 manage_urlpatterns = [
@@ -91,4 +92,7 @@ urlpatterns = [
         name="placement_unlock",
     ),
     path("manage/", include(manage_urlpatterns)),
+    path("tokens/", api_ui.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke", api_ui.token_revoke, name="token_revoke"),
+    path("api/v1/", include("deployments.api.urls")),
 ]

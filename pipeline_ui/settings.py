@@ -3,6 +3,7 @@ configuration table and `.env.example`."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -46,7 +47,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "deployments",
+    "deployments.api",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +193,41 @@ LOG_MAX_LINE_BYTES = env_int("SHIPMATE_LOG_MAX_LINE_BYTES", 65_536, minimum=1024
 LOG_BUFFER_LINES = env_int("SHIPMATE_LOG_BUFFER_LINES", 50_000, minimum=100)
 LOG_BUFFER_BYTES = env_int("SHIPMATE_LOG_BUFFER_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
 LOG_BUFFER_WAIT = env_int("SHIPMATE_LOG_BUFFER_WAIT", 60, minimum=1)
+
+# The JSON API (/api/v1/, deployments/api/). Requests per token (or per session user) and
+# period: second, minute, hour or day.
+API_RATE = env_str("SHIPMATE_API_RATE", "600/minute")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", API_RATE):
+    raise ImproperlyConfigured("SHIPMATE_API_RATE must look like 600/minute (second, minute, hour or day)")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "deployments.api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # enforces CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["deployments.api.permissions.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["deployments.api.throttling.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "deployments.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Shipmate API",
+    "DESCRIPTION": "Deploy, approve and follow deployments. Authenticate with `Authorization: Bearer shp_…`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files come from drf-spectacular-sidecar, not a CDN: Shipmate may run offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentStatusEnum": "deployments.models.deployment.Status",
+        "StageStatusEnum": "deployments.models.deployment.StageStatus",
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -3,7 +3,7 @@ transaction. Names are <entity>_<action>."""
 
 from ..selectors.runs import valid_approvals
 from .approvals import deployment_approve, deployment_reject
-from .audit import audit
+from .audit import audit, audit_context
 from .deployments import (
     DeployRefused,
     NeedsConfirmation,
@@ -18,6 +18,7 @@ __all__ = [
     "DeployRefused",
     "NeedsConfirmation",
     "audit",
+    "audit_context",
     "deployment_approve",
     "deployment_cancel",
     "deployment_promote",

@@ -1,10 +1,26 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import models
 
 from ..models import AuditEvent
+
+# Details every audit event written in this context carries, such as via="api": the
+# API calls the same services as the pages, and the trail should say which one asked.
+_context: ContextVar[dict[str, Any] | None] = ContextVar("audit_context", default=None)
+
+
+@contextmanager
+def audit_context(**details: Any) -> Iterator[None]:
+    token = _context.set({**(_context.get() or {}), **details})
+    try:
+        yield
+    finally:
+        _context.reset(token)
 
 
 def audit(
@@ -33,6 +49,6 @@ def audit(
         object_repr=object_repr,
         commit_sha=commit_sha or getattr(obj, "commit_sha", "") or "",
         image_digest=image_digest or getattr(obj, "image_digest", "") or "",
-        details=details,
+        details={**(_context.get() or {}), **details},
         source_ip=source_ip,
     )
