@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-ZERO_SHA = "0" * 40
+_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
 class BadRequest(Exception):
@@ -99,6 +100,8 @@ def parse(provider: str, body: bytes, headers: Mapping[str, str]) -> Push:
     after = data.get("after") or ""
     if provider == "gitlab" and data.get("checkout_sha"):
         after = data["checkout_sha"]
-    return Push(
-        event=event, ref=data["ref"][:300], commit_sha=str(after)[:64], pusher=_pusher(provider, data)[:200]
-    )
+    after = str(after or "")
+    if not _SHA.match(after):
+        # Deployed as the ref: it must be a commit id, never a branch name in disguise.
+        raise BadRequest("The push event's commit is not a SHA.")
+    return Push(event=event, ref=data["ref"][:300], commit_sha=after, pusher=_pusher(provider, data)[:200])

@@ -110,7 +110,14 @@ def _claim(placement: Placement, provider: str, delivery_id: str, push: Push) ->
     try:
         with transaction.atomic():
             # Provisional outcome; set once we know. The unique constraint settles a race.
-            return _record(placement, provider, delivery_id, push, outcome=Outcome.IGNORED)
+            return _record(
+                placement,
+                provider,
+                delivery_id,
+                push,
+                outcome=Outcome.IGNORED,
+                reason="Stopped before an outcome.",
+            )
     except IntegrityError:
         return None
 

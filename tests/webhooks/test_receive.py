@@ -194,3 +194,10 @@ def test_a_ping_event_is_answered_and_recorded_as_ignored(hook_placement, send):
     assert response.status_code == 202
     assert WebhookDelivery.objects.get().event == "ping"
     assert not Deployment.objects.exists()
+
+
+def test_a_push_whose_commit_is_not_a_sha_is_refused_as_a_bad_request(hook_placement, send):
+    placement, secret = hook_placement
+    response = send("github", placement, secret, after="main")
+    assert response.status_code == 400
+    assert not Deployment.objects.exists()
