@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "deployments",
     "deployments.api",
+    "deployments.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -184,6 +185,8 @@ LOG_PAGE_TAIL = env_int("SHIPMATE_LOG_PAGE_TAIL", 500, minimum=10)
 # Lines the deployment page keeps rendered while it follows a live log (older ones are
 # trimmed in bulk and come back with "Load earlier").
 LOG_VIEW_MAX_LINES = env_int("SHIPMATE_LOG_VIEW_MAX_LINES", 5000, minimum=100)
+# A webhook body larger than this is refused (413) before its signature is checked.
+WEBHOOK_MAX_BYTES = env_int("SHIPMATE_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
 # A deployment stores at most this many log lines; later ones are counted, not kept.
 LOG_MAX_LINES = env_int("SHIPMATE_LOG_MAX_LINES", 200_000, minimum=1)
 # One stored line is cut at this many UTF-8 bytes, with a note of how much was cut.

@@ -14,6 +14,8 @@ from ..models.deployment import WAITING
 from .pages import _ACTIVE, _base, visible_environments
 from .runs import last_successful, rollback_candidate
 
+WEBHOOK_DELIVERIES_SHOWN = 20
+
 
 @dataclass
 class Cell:
@@ -140,4 +142,16 @@ def placement_overview(user: Any, placement: Placement) -> dict[str, Any]:
         "promote_from": promote_from,
         "active": list(mine.filter(status__in=_ACTIVE).order_by("created_at", "id")),
         "history": list(mine.order_by("-created_at", "-id")[:50]),
+        **_webhook(placement),
+    }
+
+
+def _webhook(placement: Placement) -> dict[str, Any]:
+    from ..webhooks.models import Provider, WebhookConfig, WebhookDelivery
+
+    deliveries = WebhookDelivery.objects.filter(placement=placement).select_related("deployment")
+    return {
+        "webhook": WebhookConfig.objects.filter(placement=placement).first(),
+        "webhook_deliveries": list(deliveries[:WEBHOOK_DELIVERIES_SHOWN]),
+        "webhook_providers": Provider.values,
     }

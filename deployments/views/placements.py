@@ -25,6 +25,7 @@ def placement_detail(request: HttpRequest, repository: str, environment: str) ->
         **selectors.placement_overview(request.user, placement),
         "can_deploy": permissions.can_deploy(request.user, env),
         "can_lock": permissions.can_lock(request.user, env),
+        "can_manage": permissions.can_manage(request.user),
     }
     return render(request, partial(request, "deployments/placement.html", "queue"), context)
 

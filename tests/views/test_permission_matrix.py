@@ -31,6 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deployments.models import Approval, AuditEvent, Deployment, Environment, Status, Trigger
+from deployments.webhooks.models import WebhookConfig
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +85,10 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("lock", "live"):              (REFUSED,   DONE,      DONE,      FORBIDDEN, LOGIN),
     ("unlock", "dev"):             (REFUSED,   DONE,      DONE,      FORBIDDEN, LOGIN),
     ("unlock", "live"):            (REFUSED,   DONE,      DONE,      FORBIDDEN, LOGIN),
+    ("webhook secret", "dev"):     (FORBIDDEN, FORBIDDEN, DONE,      FORBIDDEN, LOGIN),
+    ("webhook secret", "live"):    (FORBIDDEN, FORBIDDEN, DONE,      FORBIDDEN, LOGIN),
+    ("webhook rules", "dev"):      (FORBIDDEN, FORBIDDEN, DONE,      FORBIDDEN, LOGIN),
+    ("webhook rules", "live"):     (FORBIDDEN, FORBIDDEN, DONE,      FORBIDDEN, LOGIN),
     ("manage pages", ANY):         (FORBIDDEN, FORBIDDEN, DONE,      FORBIDDEN, LOGIN),
     ("audit page", ANY):           (FORBIDDEN, DONE,      DONE,      FORBIDDEN, LOGIN),
 }
@@ -331,6 +336,19 @@ def unlock(w: World) -> tuple[str, str]:
     return took_effect(response, not w.env.is_locked), "environment.unlock"
 
 
+def webhook_secret(w: World) -> tuple[str, str]:
+    response = w.post(reverse("webhook_secret", args=[w.repository.name, w.env.name]))
+    made = WebhookConfig.objects.filter(placement__environment=w.env).exclude(secret_encrypted="")
+    return took_effect(response, made.exists()), "webhook.secret_create"
+
+
+def webhook_rules(w: World) -> tuple[str, str]:
+    url = reverse("webhook_rules", args=[w.repository.name, w.env.name])
+    response = w.post(url, {"branch_patterns": "main", "tag_patterns": "v*"})
+    made = WebhookConfig.objects.filter(placement__environment=w.env, branch_patterns="main")
+    return took_effect(response, made.exists()), "webhook.rules"
+
+
 def manage_pages(w: World) -> str:
     return page(w.get(reverse("manage_home")))
 
@@ -358,6 +376,8 @@ ACTIONS: dict[str, Callable[[World], str | tuple[str, str]]] = {
     "promote": promote,
     "lock": lock,
     "unlock": unlock,
+    "webhook secret": webhook_secret,
+    "webhook rules": webhook_rules,
     "manage pages": manage_pages,
     "audit page": audit_page,
 }
