@@ -17,6 +17,7 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._paused = False
         self._listen()
 
     def _listen(self) -> None:
@@ -28,7 +29,10 @@ class TcpProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
-                return  # closed by pause()
+                return  # closed by close()
+            if self._paused:
+                client.close()  # the service is "down": the client sees the connection drop
+                continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:
@@ -55,8 +59,9 @@ class TcpProxy:
                     pass
 
     def pause(self) -> None:
-        """Drop every connection and refuse new ones (connection refused)."""
-        self._listener.close()
+        """Drop every connection, and drop new ones at once, until resume(). The port stays
+        ours meanwhile: released, another socket of this machine could take it."""
+        self._paused = True
         with self._lock:
             for sock in self._open:
                 try:
@@ -67,10 +72,8 @@ class TcpProxy:
             self._open.clear()
 
     def resume(self) -> None:
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", self.port))
-        self._listen()
+        self._paused = False
 
     def close(self) -> None:
         self.pause()
+        self._listener.close()
