@@ -94,7 +94,11 @@ class DbRecorder:
         if earlier is None:
             return None
         # The same commit has the same shipmate.yaml: its health and smoke paths still apply.
-        self.record(tests_passed=earlier.tests_passed, pipeline_file=earlier.pipeline_file)
+        self.record(
+            tests_passed=earlier.tests_passed,
+            pipeline_file=earlier.pipeline_file,
+            committed_at=earlier.committed_at,
+        )
         return earlier.image_digest
 
 

@@ -66,6 +66,8 @@ class Deployment(models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
     ref = models.CharField(max_length=250)
     commit_sha = models.CharField(max_length=40, blank=True)
+    # The commit's committer date, recorded at checkout: where lead time for changes starts.
+    committed_at = models.DateTimeField(null=True, blank=True)
     # The image-definition repository's commit, when the Dockerfile lives apart from the code.
     dockerfile_commit_sha = models.CharField(max_length=40, blank=True)
     image_digest = models.CharField(max_length=400, blank=True, help_text="name@sha256:…")

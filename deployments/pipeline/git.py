@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from .base import Cancelled, LogFn, StageError, StopFn, never_stop
@@ -485,6 +486,12 @@ def checkout(
     subject = run_git(["log", "-1", "--format=%s", sha, "--"], cwd=dest).stdout.strip()
     log(f"Checked out {sha} ({subject})" if subject else f"Checked out {sha}")
     return dest
+
+
+def commit_time(repo: Path, sha: str) -> datetime:
+    """The committer date of `sha` in `repo` (a rebase or merge moves it; the author date stays)."""
+    stamp = run_git(["log", "-1", "--format=%cI", sha, "--"], cwd=repo).stdout.strip()
+    return datetime.fromisoformat(stamp)
 
 
 def fetch_commit(

@@ -96,6 +96,7 @@ def run_build(plan: BuildPlan, rec: Recorder) -> str:
                     log=rec.log,
                     should_stop=rec.should_stop,
                 )
+                rec.record(committed_at=git.commit_time(source, sha))
                 plan = _apply_pipeline_file(plan, source, rec)
                 dockerfile, images_sha = _dockerfile(plan, source, workdir, rec)
                 context = git.safe_subpath(source, plan.build_context)

@@ -85,6 +85,7 @@ def _create(
         trigger=trigger,
         rollback_of=rollback_of,
         commit_sha=reuse_of.commit_sha if reuse_of else "",
+        committed_at=reuse_of.committed_at if reuse_of else None,
         image_digest=reuse_of.image_digest if reuse_of else "",
         tests_passed=reuse_of.tests_passed if reuse_of else None,
         # The image's commit keeps its shipmate.yaml: its health and smoke paths still apply.

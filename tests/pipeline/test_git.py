@@ -158,6 +158,19 @@ def test_checkout_fetches_only_the_commit_to_build(demo_repo: Path, tmp_path: Pa
     assert (dest / "www" / "index.html").read_text().count("Version 2") == 1
 
 
+def test_commit_time_is_the_committer_date_of_the_checked_out_commit(demo_repo: Path, tmp_path: Path) -> None:
+    sha = rev(demo_repo, "main~1")
+    dest = git.checkout(str(demo_repo), sha, tmp_path / "checkout")
+    expected = subprocess.run(
+        ["git", "-C", str(demo_repo), "log", "-1", "--format=%ct", sha], capture_output=True, text=True
+    ).stdout.strip()
+
+    committed = git.commit_time(dest, sha)
+
+    assert committed.tzinfo is not None
+    assert int(committed.timestamp()) == int(expected)
+
+
 def test_history_cache_keeps_history_without_checking_anything_out(demo_repo: Path, tmp_path: Path) -> None:
     old, new = rev(demo_repo, "main~1"), rev(demo_repo, "main")
 

@@ -42,6 +42,11 @@ def test_developer_deploys_demo_to_dev_and_the_app_serves_it(
 
     assert deployment.status == Status.SUCCEEDED, deployment.error
     assert deployment.commit_sha == head(demo_repo_path)
+    committed = subprocess.run(
+        ["git", "-C", str(demo_repo_path), "log", "-1", "--format=%ct", "main"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert int(deployment.committed_at.timestamp()) == int(committed)  # lead time starts here
     assert deployment.image_digest.startswith(f"{settings.REGISTRY}/shipmate-test/demo@sha256:")
     stages = {s.name: s.status for s in deployment.stages.all()}
     assert stages == {
