@@ -20,9 +20,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 import redis as redis_lib
 from asgiref.sync import sync_to_async
+from django.core.exceptions import PermissionDenied
 from django.http import (
     Http404,
     HttpRequest,
@@ -189,22 +191,30 @@ async def _events(pk: int, resume: EntryId, *, as_text: bool) -> AsyncIterator[s
             yield chunk
 
 
-async def _viewable(request: HttpRequest, pk: int) -> Deployment | HttpResponse:
-    user = await request.auser()
-    if not user.is_authenticated:
-        return HttpResponseForbidden("Log in to see this deployment.", content_type="text/plain")
+async def viewable_deployment(user: Any, pk: int) -> Deployment:
+    """The deployment `user` (authenticated) may see; Http404 or PermissionDenied otherwise.
+    The pages' views below and the API's event stream share it."""
     deployment = await Deployment.objects.filter(pk=pk).afirst()
     if deployment is None:
         raise Http404("No such deployment")
     if not await sync_to_async(can_view_deployment)(user, deployment):
-        return HttpResponseForbidden("You cannot see this deployment.", content_type="text/plain")
+        raise PermissionDenied("You cannot see this deployment.")
     return deployment
 
 
-async def deployment_events(request: HttpRequest, pk: int) -> HttpResponse:
-    deployment = await _viewable(request, pk)
-    if isinstance(deployment, HttpResponse):
-        return deployment
+async def _viewable(request: HttpRequest, pk: int) -> Deployment | HttpResponse:
+    user = await request.auser()
+    if not user.is_authenticated:
+        return HttpResponseForbidden("Log in to see this deployment.", content_type="text/plain")
+    try:
+        return await viewable_deployment(user, pk)
+    except PermissionDenied as exc:
+        return HttpResponseForbidden(str(exc), content_type="text/plain")
+
+
+def event_stream(request: HttpRequest, deployment: Deployment) -> StreamingHttpResponse:
+    """The live log from where `Last-Event-ID` (or `?after=`) points, in the page's format
+    or, with `?format=text`, one `line` event per line."""
     resume = (
         parse_event_id(request.headers.get("Last-Event-ID"))
         or parse_event_id(request.GET.get("after"))
@@ -217,6 +227,13 @@ async def deployment_events(request: HttpRequest, pk: int) -> HttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+async def deployment_events(request: HttpRequest, pk: int) -> HttpResponse:
+    deployment = await _viewable(request, pk)
+    if isinstance(deployment, HttpResponse):
+        return deployment
+    return event_stream(request, deployment)
 
 
 async def _log_text(pk: int) -> AsyncIterator[str]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from deployments.models import Deployment, Environment, Placement, Repository, Stage, Status
+from deployments.models import AuditEvent, Deployment, Environment, Placement, Repository, Stage, Status
 
 
 class ApplicationSerializer(serializers.ModelSerializer):
@@ -13,6 +13,7 @@ class ApplicationSerializer(serializers.ModelSerializer):
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     is_locked = serializers.BooleanField(read_only=True)
+    is_frozen = serializers.SerializerMethodField(help_text="A freeze window covers now.")
     locked_by = serializers.CharField(source="locked_by.username", default=None, read_only=True)
 
     class Meta:
@@ -25,11 +26,15 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "approvals_required",
             "allow_self_approval",
             "is_locked",
+            "is_frozen",
             "locked_by",
             "locked_reason",
             "locked_at",
             "lock_expires_at",
         ]
+
+    def get_is_frozen(self, environment: Environment) -> bool:
+        return environment.active_freeze() is not None
 
 
 class PlacementSerializer(serializers.ModelSerializer):
@@ -80,6 +85,59 @@ class DeploymentDetailSerializer(DeploymentSerializer):
 
     class Meta(DeploymentSerializer.Meta):
         fields = [*DeploymentSerializer.Meta.fields, "stages"]
+
+
+class PlacementCurrentSerializer(PlacementSerializer):
+    current = DeploymentSerializer(
+        read_only=True, allow_null=True, help_text="The last succeeded deployment."
+    )
+
+    class Meta(PlacementSerializer.Meta):
+        fields = [*PlacementSerializer.Meta.fields, "current"]
+
+
+class LockEntrySerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["environment", "placement"])
+    environment = serializers.CharField()
+    application = serializers.CharField(allow_null=True, help_text="Null for an environment lock.")
+    locked_by = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+    since = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_name")
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "created_at",
+            "actor",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "commit_sha",
+            "image_digest",
+            "source_ip",
+            "details",
+        ]
+
+
+class AuditPageSerializer(serializers.Serializer):
+    results = AuditEventSerializer(many=True)
+    next_before = serializers.IntegerField(allow_null=True, help_text="Pass as ?before= for the next page.")
+
+
+class AuditFilterSerializer(serializers.Serializer):
+    actor = serializers.CharField(required=False, default="", allow_blank=True)
+    action = serializers.CharField(required=False, default="", allow_blank=True)
+    object_type = serializers.CharField(required=False, default="", allow_blank=True)
+    q = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+    before = serializers.IntegerField(required=False, default=None, min_value=1)
+    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=500)
 
 
 class DeploymentPageSerializer(serializers.Serializer):

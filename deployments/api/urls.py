@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import events, views
 
 urlpatterns = [
     path("applications/", views.ApplicationList.as_view(), name="api_applications"),
@@ -18,6 +18,9 @@ urlpatterns = [
     path("deployments/<int:pk>/approve", views.DeploymentApprove.as_view(), name="api_deployment_approve"),
     path("deployments/<int:pk>/reject", views.DeploymentReject.as_view(), name="api_deployment_reject"),
     path("deployments/<int:pk>/log", views.DeploymentLog.as_view(), name="api_deployment_log"),
+    path("deployments/<int:pk>/events", events.deployment_events, name="api_deployment_events"),
+    path("locks/", views.LockList.as_view(), name="api_locks"),
+    path("audit/", views.AuditList.as_view(), name="api_audit"),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

@@ -79,15 +79,51 @@ class EnvironmentDetail(APIView):
 
 
 class PlacementList(APIView):
-    @extend_schema(responses={200: s.PlacementSerializer(many=True), **ERRORS})
+    @extend_schema(responses={200: s.PlacementCurrentSerializer(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
-        envs = selectors.visible_environments(request.user)
-        placements = (
-            Placement.objects.filter(environment__in=envs)
-            .select_related("repository", "environment")
-            .order_by("environment__order", "repository__name")
-        )
-        return Response(s.PlacementSerializer(placements, many=True).data)
+        placements = selectors.placements_with_current(request.user)
+        return Response(s.PlacementCurrentSerializer(placements, many=True).data)
+
+
+class LockList(APIView):
+    @extend_schema(responses={200: s.LockEntrySerializer(many=True), **ERRORS})
+    def get(self, request: Request) -> Response:
+        environments, placements = selectors.locks_in_force(request.user)
+        rows = [_lock(env, None, env.lock_expires_at) for env in environments]
+        rows += [_lock(p.environment, p, None) for p in placements]
+        return Response(s.LockEntrySerializer(rows, many=True).data)
+
+
+def _lock(environment: Environment, placement: Placement | None, expires_at: Any) -> dict[str, Any]:
+    holder = placement or environment
+    return {
+        "kind": "placement" if placement else "environment",
+        "environment": environment.name,
+        "application": placement.repository.name if placement else None,
+        "locked_by": holder.locked_by.username if holder.locked_by else None,
+        "reason": holder.locked_reason,
+        "since": holder.locked_at,
+        "expires_at": expires_at,
+    }
+
+
+class AuditList(APIView):
+    """The audit page's trail, for the roles that page allows."""
+
+    @extend_schema(parameters=[s.AuditFilterSerializer], responses={200: s.AuditPageSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        if not permissions.can_view_audit(request.user):
+            raise PermissionDenied
+        query = _valid(s.AuditFilterSerializer, request.query_params)
+        limit = query.pop("limit")
+        rows = list(selectors.audit_events(**query)[: limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        data = {
+            "results": s.AuditEventSerializer(rows, many=True).data,
+            "next_before": rows[-1].pk if more else None,
+        }
+        return Response(data)
 
 
 class DeploymentList(APIView):

@@ -14,6 +14,8 @@ from .pages import (
     deployment_detail,
     deployment_history,
     environment_page,
+    locks_in_force,
+    placements_with_current,
     queue_position,
     visible_environments,
 )
@@ -44,6 +46,8 @@ __all__ = [
     "deployment_detail",
     "deployment_history",
     "environment_page",
+    "locks_in_force",
+    "placements_with_current",
     "last_successful",
     "hold_reason",
     "in_line",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from .. import permissions
 from ..models import Approval, Deployment, Environment, Phase, Placement, Repository, Stage, Status
@@ -33,6 +34,42 @@ def _base() -> QuerySet[Deployment]:
 def visible_environments(user: Any) -> list[Environment]:
     envs = Environment.objects.prefetch_related("deploy_groups", "approve_groups", "freeze_windows")
     return [env for env in envs if permissions.can_view_environment(user, env)]
+
+
+def placements_with_current(user: Any) -> list[Placement]:
+    """The placements in the environments `user` sees, each with `current`: the deployment
+    that last succeeded there (what runs), or None."""
+    latest = Deployment.objects.filter(
+        environment=OuterRef("environment"), repository=OuterRef("repository"), status=Status.SUCCEEDED
+    ).order_by("-finished_at", "-id")
+    placements = list(
+        Placement.objects.filter(environment__in=visible_environments(user))
+        .select_related("repository", "environment", "locked_by")
+        .annotate(current_id=Subquery(latest.values("pk")[:1]))
+        .order_by("environment__order", "environment__name", "repository__name")
+    )
+    current = _base().in_bulk([p.current_id for p in placements if p.current_id])
+    for placement in placements:
+        placement.current = current.get(placement.current_id)  # type: ignore[attr-defined]
+    return placements
+
+
+def locks_in_force(user: Any) -> tuple[list[Environment], list[Placement]]:
+    """Environment locks that have not expired and placement locks, in the environments
+    `user` sees."""
+    envs = [env.pk for env in visible_environments(user)]
+    environments = (
+        Environment.objects.filter(pk__in=envs, locked_at__isnull=False)
+        .filter(Q(lock_expires_at__isnull=True) | Q(lock_expires_at__gt=timezone.now()))
+        .select_related("locked_by")
+        .order_by("order", "name")
+    )
+    placements = (
+        Placement.objects.filter(environment_id__in=envs, locked_at__isnull=False)
+        .select_related("repository", "environment", "locked_by")
+        .order_by("environment__order", "environment__name", "repository__name")
+    )
+    return list(environments), list(placements)
 
 
 def environment_page(environment: Environment) -> list[PlacementRow]:
@@ -188,7 +225,10 @@ def approval_context(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def audit_events(*, actor: str = "", action: str = "", object_type: str = "", q: str = "") -> QuerySet[Any]:
+def audit_events(
+    *, actor: str = "", action: str = "", object_type: str = "", q: str = "", before: int | None = None
+) -> QuerySet[Any]:
+    """Newest first; `before` (an event id) pages on to the events older than that one."""
     from django.db.models import Q
 
     from ..models import AuditEvent
@@ -204,6 +244,12 @@ def audit_events(*, actor: str = "", action: str = "", object_type: str = "", q:
         qs = qs.filter(
             Q(object_repr__icontains=q) | Q(commit_sha__startswith=q) | Q(image_digest__icontains=q)
         )
+    if before is not None:
+        edge = AuditEvent.objects.filter(pk=before).values("created_at", "pk").first()
+        if edge is not None:
+            qs = qs.filter(created_at__lte=edge["created_at"]).filter(
+                Q(created_at__lt=edge["created_at"]) | Q(pk__lt=edge["pk"])
+            )
     return qs.order_by("-created_at", "-id")
 
 

@@ -20,6 +20,7 @@ from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
+from deployments import services
 from deployments.models import Approval, AuditEvent, Deployment, Environment, LogLine, Status, Trigger
 
 from .conftest import ApiClient
@@ -47,6 +48,12 @@ EXPECTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("deployment", "live"):        (DONE,      DONE,      DONE,      FORBIDDEN, UNAUTHENTICATED),
     ("log", "dev"):                (DONE,      DONE,      DONE,      FORBIDDEN, UNAUTHENTICATED),
     ("log", "live"):               (DONE,      DONE,      DONE,      FORBIDDEN, UNAUTHENTICATED),
+    ("events", "dev"):             (DONE,      DONE,      DONE,      FORBIDDEN, UNAUTHENTICATED),
+    ("events", "live"):            (DONE,      DONE,      DONE,      FORBIDDEN, UNAUTHENTICATED),
+    ("locks", "dev"):              (SHOWN,     SHOWN,     SHOWN,     HIDDEN,    UNAUTHENTICATED),
+    ("locks", "live"):             (SHOWN,     SHOWN,     SHOWN,     HIDDEN,    UNAUTHENTICATED),
+    ("audit", "dev"):              (FORBIDDEN, SHOWN,     SHOWN,     FORBIDDEN, UNAUTHENTICATED),
+    ("audit", "live"):             (FORBIDDEN, SHOWN,     SHOWN,     FORBIDDEN, UNAUTHENTICATED),
     ("deploy", "dev"):             (DONE,      DONE,      DONE,      REFUSED,   UNAUTHENTICATED),
     ("deploy", "live"):            (DONE,      DONE,      DONE,      REFUSED,   UNAUTHENTICATED),
     ("cancel own", "dev"):         (DONE,      DONE,      DONE,      REFUSED,   UNAUTHENTICATED),
@@ -179,6 +186,39 @@ def log(w: World) -> str:
     return DONE
 
 
+def events(w: World) -> str:
+    # A finished deployment: the stream is not read here (tests/api/test_events.py reads it).
+    d = w.deployment(status=Status.SUCCEEDED, finished_at=timezone.now())
+    response = w.get(reverse("api_deployment_events", args=[d.pk]))
+    if response.status_code != 200:
+        return classify(response, False)
+    assert response["Content-Type"] == "text/event-stream"
+    return DONE
+
+
+def locks(w: World) -> str:
+    Environment.objects.filter(pk=w.env.pk).update(
+        locked_by=w.users["admin"], locked_reason="incident", locked_at=timezone.now()
+    )
+    response = w.get(reverse("api_locks"))
+    found = response.status_code == 200 and {"kind": "environment", "environment": w.env.name} in [
+        {"kind": r["kind"], "environment": r["environment"]} for r in response.json()
+    ]
+    return listing(response, found)
+
+
+def seed_audit(w: World) -> None:
+    """An audit event to list, written before the test's count of new events starts."""
+    with w.capture(execute=True):
+        services.environment_lock(user=w.users["admin"], environment=w.env, reason="audit me")
+
+
+def audit(w: World) -> str:
+    response = w.get(reverse("api_audit"), {"action": "environment.lock"})
+    found = response.status_code == 200 and "audit me" in str(response.json()["results"])
+    return listing(response, found)
+
+
 def deploy(w: World) -> tuple[str, str]:
     with w.capture(execute=False) as callbacks:
         response = w.api.post(
@@ -281,6 +321,9 @@ ACTIONS: dict[str, Callable[[World], str | tuple[str, str]]] = {
     "deployments": deployments,
     "deployment": deployment,
     "log": log,
+    "events": events,
+    "locks": locks,
+    "audit": audit,
     "deploy": deploy,
     "cancel own": cancel_own,
     "cancel other": cancel_other,
@@ -313,6 +356,7 @@ def test_every_api_url_is_in_the_matrix():
         "api_environments", "api_environment", "api_applications", "api_placements", "api_deployments",
         "api_deployment", "api_deployment_log", "api_deployment_cancel", "api_deployment_approve",
         "api_deployment_reject", "api_rollback", "api_promote", "api_environment_lock", "api_environment_unlock",
+        "api_deployment_events", "api_locks", "api_audit",
     }  # fmt: skip
     assert names == covered
 
@@ -330,6 +374,8 @@ def test_api_permission_matrix(
         users=users, repository=repository, user=user, env=envs.get(env_name, dev_env), api=api,
         capture=django_capture_on_commit_callbacks,
     )  # fmt: skip
+    if action == "audit":
+        seed_audit(world)
     audited_before = set(AuditEvent.objects.values_list("pk", flat=True))
 
     result = ACTIONS[action](world)
