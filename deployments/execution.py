@@ -201,7 +201,7 @@ def _cancel_message(deployment_id: int, rec: DbRecorder | None) -> str:
     where = f" during the {rec.stopped_in} stage" if rec is not None and rec.stopped_in else ""
     if reason:
         return f"Cancelled: {reason}{where}."
-    return f"Cancelled{where}." if where else "Cancelled while running."
+    return lifecycle.cancel_message(deployment_id, where or " while running")
 
 
 def _run_phases(deployment: Deployment, phase: str, rec: DbRecorder, writer: LogWriter) -> str:

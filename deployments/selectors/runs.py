@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from .. import permissions
-from ..models import Approval, Deployment, Environment, Phase, Placement, Repository, Status
+from ..models import Approval, AuditEvent, Deployment, Environment, Phase, Placement, Repository, Status
 from ..models.deployment import WAITING
 
 
@@ -104,3 +104,16 @@ def approvals_needed(deployment: Deployment) -> int:
     needed = deployment.environment.needed_approvals
     # A break-glass deploy during a freeze always needs a second person.
     return max(needed, 1) if deployment.break_glass_reason else needed
+
+
+def cancelled_by(deployment_id: int) -> str:
+    """Who asked to cancel the run (the newest `deployment.cancel` event), or ""."""
+    return (
+        AuditEvent.objects.filter(
+            action="deployment.cancel", object_type="deployment", object_id=str(deployment_id)
+        )
+        .order_by("-id")
+        .values_list("actor_name", flat=True)
+        .first()
+        or ""
+    )

@@ -30,6 +30,7 @@ from ..models.deployment import FINISHED, RELEASABLE, WAITING
 from ..plans import placement_of, target_for
 from ..selectors.runs import (
     approvals_needed,
+    cancelled_by,
     hold_reason,
     next_in_line,
     placement_busy,
@@ -127,7 +128,10 @@ def deployment_claim(*, deployment_id: int, worker: str) -> tuple[Deployment, st
         return None
     if head.cancel_requested:
         transition(
-            head, Status.CANCELLED, expect={"status": head.status}, error="Cancelled before it started."
+            head,
+            Status.CANCELLED,
+            expect={"status": head.status},
+            error=cancel_message(head.pk, " before it started"),
         )
         return None
     if hold_reason(placement.environment, placement, break_glass=bool(head.break_glass_reason)):
@@ -241,6 +245,13 @@ class Heartbeat(threading.Thread):
 # --- the worker settles its run -----------------------------------------------
 
 
+def cancel_message(deployment_id: int, where: str = "") -> str:
+    """"Cancelled by alice during the test stage.": the page, the API and notifications
+    all show the run's error, so it names who asked."""
+    who = cancelled_by(deployment_id)
+    return f"Cancelled by {who}{where}." if who else f"Cancelled{where}."
+
+
 @transaction.atomic
 def deployment_finish(*, deployment: Deployment, status: str, error: str = "", token: str) -> bool:
     """The worker settles its run; False if the run is no longer its own."""
@@ -252,7 +263,7 @@ def deployment_await_approval(*, deployment: Deployment, token: str, reason: str
     """Park the run for people to decide; the placement is free meanwhile."""
     expect = _running(deployment, token)
     if cancel_requested(deployment.pk):
-        return transition(deployment, Status.CANCELLED, expect=expect, error="Cancelled.")
+        return transition(deployment, Status.CANCELLED, expect=expect, error=cancel_message(deployment.pk))
     parked = transition(
         deployment,
         Status.AWAITING_APPROVAL,

@@ -39,21 +39,26 @@ def test_a_stalled_worker_cannot_overwrite_a_run_the_reaper_took_away(dev, repos
     second, _ = lifecycle.deployment_claim(deployment_id=d.pk, worker="fresh")
     assert first.claim_token != second.claim_token
     assert lifecycle.deployment_heartbeat(deployment_id=d.pk, token=first.claim_token) == (False, False)
-    assert lifecycle.deployment_finish(deployment=first, status=Status.SUCCEEDED, token=first.claim_token) is False
+    assert (
+        lifecycle.deployment_finish(deployment=first, status=Status.SUCCEEDED, token=first.claim_token)
+        is False
+    )
     d.refresh_from_db()
     assert d.status == Status.RUNNING and d.worker == "fresh"
     assert (
-        lifecycle.deployment_finish(deployment=second, status=Status.SUCCEEDED, token=second.claim_token) is True
+        lifecycle.deployment_finish(deployment=second, status=Status.SUCCEEDED, token=second.claim_token)
+        is True
     )
 
 
 def test_a_cancel_that_arrives_as_the_build_ends_is_not_lost(dev, repository, live_env):
     d = queued(repository, live_env, dev)
     claimed, _ = lifecycle.deployment_claim(deployment_id=d.pk, worker="w")
-    Deployment.objects.filter(pk=d.pk).update(cancel_requested=True)
+    services.deployment_cancel(user=dev, deployment=claimed)
     lifecycle.deployment_await_approval(deployment=claimed, token=claimed.claim_token)
     d.refresh_from_db()
     assert d.status == Status.CANCELLED
+    assert d.error == "Cancelled by dev."
 
 
 def test_a_queued_run_with_a_cancel_request_is_settled_at_claim(dev, repository, dev_env):

@@ -39,6 +39,7 @@ def test_cancel_stops_the_running_test_step(celery_worker, dev, repository, dev_
     services.deployment_cancel(user=dev, deployment=deployment)
     deployment = wait_for(deployment, FINAL, timeout=20)
     assert deployment.status == Status.CANCELLED
+    assert deployment.error == "Cancelled by dev during the test stage."
     assert time.monotonic() - started < 10
     assert deployment.stages.get(name="test").status == "cancelled"
     assert deployment.stages.get(name="rollout").status == "cancelled"
