@@ -26,6 +26,8 @@ import os
 import re
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -471,6 +473,83 @@ def _get_once(
         except ConnectionRefusedError as exc:
             last = exc  # try the name's next address
         finally:
+            conn.close()
+    assert last is not None
+    raise last
+
+
+class DeadlineExceeded(TimeoutError):
+    """The whole exchange took longer than its deadline."""
+
+
+def http_post(
+    url: str,
+    body: bytes,
+    *,
+    headers: dict[str, str],
+    timeout: float,
+    policy: OutboundPolicy | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    """POST `body` to `url` through a checked, pinned connection; no proxy. Returns the
+    status and at most 64 KiB of the response body.
+
+    Redirects are not followed: a 3xx comes back as it is, so a receiver cannot move
+    the request (and its signature or token) to another address. `timeout` bounds the
+    whole exchange, not each socket operation: a receiver that trickles one byte a
+    second is cut off at the deadline (DeadlineExceeded). Name resolution is bounded by
+    the resolver's own timeouts. Raises OutboundRefused, OutboundError, OSError or
+    http.client.HTTPException.
+    """
+    policy = policy if policy is not None else current_policy()
+    deadline = time.monotonic() + timeout
+    parts = validate_http_url(url)
+    host = parts.hostname or ""
+    https = parts.scheme.lower() == "https"
+    port = parts.port or (443 if https else 80)
+    name = f"[{host}]" if ":" in host else host
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    last: OSError | None = None
+    for address in resolve_checked(host, port, policy=policy):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"no answer within {timeout:g} s")
+        conn: _PinnedHTTPConnection
+        if https:
+            conn = _PinnedHTTPSConnection(name, port, address, left, context or ssl.create_default_context())
+        else:
+            conn = _PinnedHTTPConnection(name, port, address, left)
+        fired = threading.Event()
+
+        def cut(conn: _PinnedHTTPConnection = conn, fired: threading.Event = fired) -> None:
+            fired.set()
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(left, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            conn.request(
+                "POST", path, body=body, headers={"User-Agent": "Shipmate", "Connection": "close", **headers}
+            )
+            response = conn.getresponse()
+            data = response.read(65536)
+            if fired.is_set():
+                raise DeadlineExceeded(f"no complete answer within {timeout:g} s")
+            return response.status, data
+        except ConnectionRefusedError as exc:
+            last = exc  # try the name's next address
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if fired.is_set() or isinstance(exc, socket.timeout):
+                raise DeadlineExceeded(f"no complete answer within {timeout:g} s") from None
+            raise
+        finally:
+            timer.cancel()
             conn.close()
     assert last is not None
     raise last
