@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "deployments",
     "deployments.api",
     "deployments.webhooks",
+    "deployments.notifications",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(REAPER_INTERVAL),
     },
 }
+# Notifications go to a queue of their own, consumed by a worker of their own (make run,
+# compose.yaml): a receiver that hangs holds a notification slot, never a deployment's.
+CELERY_TASK_ROUTES = {"deployments.notifications.tasks.*": {"queue": "notifications"}}
 
 # The pipeline.
 DOCKER_HOST = env_str("DOCKER_HOST", "")  # empty: the Docker SDK's default (socket)
@@ -187,6 +191,15 @@ LOG_PAGE_TAIL = env_int("SHIPMATE_LOG_PAGE_TAIL", 500, minimum=10)
 LOG_VIEW_MAX_LINES = env_int("SHIPMATE_LOG_VIEW_MAX_LINES", 5000, minimum=100)
 # A webhook body larger than this is refused (413) before its signature is checked.
 WEBHOOK_MAX_BYTES = env_int("SHIPMATE_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1024)
+# Notifications out (deployments/notifications/): attempts per delivery, the first
+# backoff (doubling after each failed attempt) and the deadline of one whole attempt.
+NOTIFY_MAX_ATTEMPTS = env_int("SHIPMATE_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+NOTIFY_BACKOFF = env_float("SHIPMATE_NOTIFY_BACKOFF", 10.0, minimum=0.01)
+NOTIFY_TIMEOUT = env_float("SHIPMATE_NOTIFY_TIMEOUT", 10.0, minimum=0.1)
+# Shipmate's own address as its users reach it: the links in notifications and commit statuses.
+SHIPMATE_URL = env_str("SHIPMATE_URL", "http://127.0.0.1:8000")
+if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", SHIPMATE_URL or ""):
+    raise ImproperlyConfigured(f"SHIPMATE_URL must be an http(s) URL, not {SHIPMATE_URL!r}")
 # A deployment stores at most this many log lines; later ones are counted, not kept.
 LOG_MAX_LINES = env_int("SHIPMATE_LOG_MAX_LINES", 200_000, minimum=1)
 # One stored line is cut at this many UTF-8 bytes, with a note of how much was cut.
