@@ -225,6 +225,19 @@ def approval_context(deployment: Deployment) -> dict[str, Any]:
     }
 
 
+def approval_waiting_on(user: Any, deployment: Deployment) -> dict[str, Any] | None:
+    """For a pending approval the user cannot decide: which groups can (admins always
+    can), and whether the user is only held back by the own-deployment rule."""
+    if deployment.status != Status.AWAITING_APPROVAL or permissions.can_approve(user, deployment):
+        return None
+    env = deployment.environment
+    groups = sorted({g.name for g in env.approve_groups.all()} | {permissions.ADMINS})
+    return {
+        "groups": groups,
+        "own": deployment.requested_by_id == user.pk and permissions.can_approve_environment(user, env),
+    }
+
+
 def audit_events(
     *, actor: str = "", action: str = "", object_type: str = "", q: str = "", before: int | None = None
 ) -> QuerySet[Any]:

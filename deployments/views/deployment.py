@@ -24,6 +24,7 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_cancel": permissions.can_cancel(request.user, deployment),
         "can_approve": permissions.can_approve(request.user, deployment),
         "approval": selectors.approval_context(deployment),
+        "waiting_on": selectors.approval_waiting_on(request.user, deployment),
         "decision_form": DecisionForm(),
     }
     if not getattr(request, "htmx", False):  # the summary fragment has no log

@@ -441,3 +441,39 @@ def test_the_nav_count_of_approvals_is_what_the_inbox_lists_for_every_user(
     assert counts == listed
     assert counts["admin"] == 7  # all nine but its own two where self-approval is off
     assert counts["outsider"] == 0
+
+
+def _awaiting(repository, environment, requester) -> Deployment:
+    return Deployment.objects.create(
+        repository=repository,
+        environment=environment,
+        ref="main",
+        requested_by=requester,
+        status=Status.AWAITING_APPROVAL,
+        commit_sha="d" * 40,
+        image_digest="r/x@sha256:" + "d" * 64,
+    )
+
+
+def test_the_requester_of_a_pending_approval_is_told_who_can_approve_and_where(
+    dev, release, repository, live_env
+):
+    deployment = _awaiting(repository, live_env, dev)
+    url = reverse("deployment_detail", args=[deployment.pk])
+    html = login(dev).get(url).content.decode()
+    assert 'id="waiting-on"' in html
+    assert "a member of <strong>Admins</strong> or a member of <strong>Release managers</strong>" in html
+    assert f'<a href="{reverse("approvals")}">Approvals inbox</a>' in html
+    assert "Approve</button>" not in html
+    # Not a release manager's own: the own-deployment rule is not what holds this user back.
+    assert "you cannot approve your own" not in html
+    # An approver sees the buttons instead of the note.
+    html = login(release).get(url).content.decode()
+    assert 'id="waiting-on"' not in html and "Approve</button>" in html
+
+
+def test_a_release_manager_is_told_they_cannot_approve_their_own(release, repository, live_env):
+    deployment = _awaiting(repository, live_env, release)
+    html = login(release).get(reverse("deployment_detail", args=[deployment.pk])).content.decode()
+    assert "you cannot approve your own deployment." in html
+    assert "Approve</button>" not in html
