@@ -32,7 +32,8 @@ def deploy(request: HttpRequest) -> HttpResponse:
         except services.DeployRefused as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Deployment #{deployment.pk} queued.")
+            # Transient: the page drops it once the run moves on (js/deployment.js).
+            messages.success(request, f"Deployment #{deployment.pk} queued.", extra_tags="transient")
             return redirect("deployment_detail", pk=deployment.pk)
     if not environments:
         form.add_error(None, "You may not deploy to any environment.")

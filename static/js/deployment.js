@@ -297,6 +297,8 @@
     });
     source.addEventListener("status", function (e) {
       if (e.lastEventId && idLess(lastId, e.lastEventId)) lastId = e.lastEventId;
+      // "Deployment #N queued." is out of date once the run moves on.
+      if (JSON.parse(e.data).status !== "queued") document.querySelectorAll(".messages [data-transient]").forEach(function (m) { m.remove(); });
       trigger("shipmate-status");
     });
     source.addEventListener("end", function () {
