@@ -54,7 +54,9 @@ def deployment_approve(
     deployment = approval.deployment
     audit(user, "deployment.approve", deployment, source_ip=source_ip, comment=approval.comment)
     if len(valid_approvals(deployment, approval.config_hash)) >= approvals_needed(deployment):
-        transition(deployment, Status.APPROVED, expect={"status": Status.AWAITING_APPROVAL}, record=False)
+        transition(
+            deployment, Status.APPROVED, expect={"status": Status.AWAITING_APPROVAL}, record=False, actor=user
+        )
     return approval
 
 
@@ -78,6 +80,7 @@ def deployment_reject(
         expect={"status": Status.AWAITING_APPROVAL},
         error=f"Rejected by {user.get_username()}: {approval.comment}",
         record=False,
+        actor=user,
     )
     audit(user, "deployment.reject", deployment, source_ip=source_ip, comment=approval.comment)
     return approval

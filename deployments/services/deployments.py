@@ -10,6 +10,7 @@ from ..feed import placement_changed
 from ..logs import discard_stream
 from ..models import Deployment, Environment, Placement, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
+from ..notifications import hooks as notify
 from ..pipeline import git, history
 from ..pipeline.base import StageError
 from ..pipeline.git import GitError, validate_ref
@@ -110,6 +111,7 @@ def _create(
         reason=deployment.break_glass_reason,
         freeze=freeze.reason if freeze else "",
     )
+    notify.deployment_event(deployment, "requested", actor=user)
     dispatch_build(deployment.pk)
     placement_changed(environment.pk, repository.pk)
     return deployment
@@ -173,6 +175,7 @@ def deployment_cancel(*, user: Any, deployment: Deployment, source_ip: str | Non
             expect={"status": deployment.status},
             error=f"Cancelled by {user.get_username()}.",
             record=False,
+            actor=user,
         )
     audit(user, "deployment.cancel", deployment, source_ip=source_ip)
     return deployment

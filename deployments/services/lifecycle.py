@@ -27,6 +27,7 @@ from ..feed import placement_changed
 from ..logs import publish_status
 from ..models import Deployment, Phase, Placement, Stage, StageStatus, Status
 from ..models.deployment import FINISHED, RELEASABLE, WAITING
+from ..notifications import hooks as notify
 from ..plans import placement_of, target_for
 from ..selectors.runs import (
     approvals_needed,
@@ -58,13 +59,14 @@ def transition(
     error: str | None = None,
     details: dict[str, Any] | None = None,
     record: bool = True,
+    actor: Any = None,
     **fields: Any,
 ) -> bool:
     """Move `deployment` to status `to` if it is still as `expect`ed; False if it is not
     (someone else moved it first). Writes the audit event, tells live viewers, settles
     the stages of a finished run, and moves the placement's queue on. Call it inside a
     transaction. `record=False` when the caller writes its own audit event (a person's
-    cancel, approval or rejection)."""
+    cancel, approval or rejection); `actor` is that person, for notifications."""
     updates: dict[str, Any] = {"status": to, **fields}
     if error is not None:
         updates["error"] = error[:5000]
@@ -86,6 +88,8 @@ def transition(
         if error:
             extra.setdefault("error", error[:500])
         audit("system", action or f"deployment.{to}", deployment, **extra)
+    if action != "deployment.requeue":  # a run the reaper puts back is not news
+        notify.status_changed(deployment, to, actor=actor)
     publish_status(deployment.pk, to, end=to in FINISHED)
     placement_changed(deployment.environment_id, deployment.repository_id)
     if to != Status.RUNNING:
