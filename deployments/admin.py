@@ -26,7 +26,7 @@ from .models import (
 
 @admin.register(Repository)
 class RepositoryAdmin(admin.ModelAdmin):
-    list_display = ["name", "git_url", "default_branch", "image_name"]
+    list_display = ["name", "git_url", "default_branch", "image_name", "public_badges"]
 
 
 class VariableForm(forms.ModelForm):

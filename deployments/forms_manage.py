@@ -140,7 +140,8 @@ class TargetSettingsForm(forms.ModelForm):
 class RepositoryForm(forms.ModelForm):
     class Meta:
         model = Repository
-        fields = ["name", *APPLICATION_FIELDS]
+        fields = ["name", *APPLICATION_FIELDS, "public_badges"]
+        widgets = {"public_badges": CHECKBOX}
         labels = {
             "git_url": "Git URL",
             "dockerfile_repo_url": "Dockerfile repository URL",

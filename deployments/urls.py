@@ -7,7 +7,7 @@ from django.urls import include, path
 
 from . import streams
 from .api import ui as api_ui
-from .views import audit, dashboard, deploy, deployment, environments, insights, manage, placements
+from .views import audit, badges, dashboard, deploy, deployment, environments, insights, manage, placements
 
 manage_urlpatterns = [
     path("", manage.manage_home, name="manage_home"),
@@ -80,6 +80,7 @@ urlpatterns = [
     path("approvals/", environments.approvals, name="approvals"),
     path("audit/", audit.audit_log, name="audit"),
     path("insights/", insights.insights, name="insights"),
+    path("badges/<slug:repository>/<slug:environment>.svg", badges.placement_badge, name="placement_badge"),
     path("environments/<slug:name>/", environments.environment_detail, name="environment_detail"),
     path("environments/<slug:name>/lock", environments.environment_lock, name="environment_lock"),
     path("environments/<slug:name>/unlock", environments.environment_unlock, name="environment_unlock"),

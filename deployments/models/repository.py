@@ -72,6 +72,10 @@ class Repository(models.Model):
     # Dockerfile comes from this repository and the context from the app repository.
     dockerfile_repo_url = models.CharField(max_length=500, blank=True, validators=[validate_git_url])
     dockerfile_repo_ref = models.CharField(max_length=200, blank=True, default="")
+    # Off: a badge is a 404 to anyone who may not view the environment, so names do not leak.
+    public_badges = models.BooleanField(
+        default=False, help_text="Serve this application's status badges to anyone, logged in or not."
+    )
 
     class Meta:
         ordering = ["name"]

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from .. import permissions, selectors, services
@@ -26,6 +27,7 @@ def placement_detail(request: HttpRequest, repository: str, environment: str) ->
         "can_deploy": permissions.can_deploy(request.user, env),
         "can_lock": permissions.can_lock(request.user, env),
         "can_manage": permissions.can_manage(request.user),
+        "badge_url": request.build_absolute_uri(reverse("placement_badge", args=[repository, environment])),
     }
     return render(request, partial(request, "deployments/placement.html", "queue"), context)
 
