@@ -1,0 +1,1 @@
+"""The `shipmate` command: Shipmate's /api/v1/ from a terminal."""
