@@ -12,6 +12,13 @@ from .environment import Environment
 from .repository import Repository
 
 
+def short_digest(image_digest: str) -> str:
+    """`sha256:` and the first 12 hex digits of `registry/name@sha256:…`: the part that
+    tells two images apart (the repository name before it is the same for every run)."""
+    _, _, digest = image_digest.partition("@")
+    return digest[:19]
+
+
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
@@ -145,8 +152,7 @@ class Deployment(models.Model):
 
     @property
     def short_digest(self) -> str:
-        _, _, digest = self.image_digest.partition("@")
-        return digest[:19]
+        return short_digest(self.image_digest)
 
     @property
     def duration(self) -> timedelta | None:

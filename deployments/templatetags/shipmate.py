@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from deployments.models import StageStatus, Status
+from deployments.models.deployment import short_digest
 
 register = template.Library()
 
@@ -71,3 +72,8 @@ def redact_url(value: str) -> str:
     from deployments.pipeline.git import redact_url as redact
 
     return redact(value or "")
+
+
+@register.filter(name="short_digest")
+def short_digest_filter(value: str) -> str:
+    return short_digest(value or "")

@@ -1,4 +1,5 @@
 import csv
+import json
 from collections.abc import Iterator
 
 from django.contrib.auth.decorators import login_required
@@ -54,6 +55,11 @@ def _csv(events) -> StreamingHttpResponse:  # type: ignore[no-untyped-def]
 
 
 def _cell(value: object) -> str:
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value if value is not None else "")
+    if isinstance(value, dict):
+        text = json.dumps(value, sort_keys=True, default=str)
+    elif hasattr(value, "isoformat"):
+        text = value.isoformat()
+    else:
+        text = str(value if value is not None else "")
     # Spreadsheet formula injection: a cell must not start with = + - @.
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -13,6 +13,7 @@ from django.utils import timezone
 from deployments import services
 from deployments.models import AuditEvent, Deployment, FreezeWindow, Status
 from deployments.selectors import approvals_needed
+from deployments.services.audit import audit as audit_service
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +136,32 @@ def test_audit_page_filters_and_exports_csv(admin, dev, repository, dev_env):
     developer = Client()
     developer.force_login(dev)
     assert developer.get(reverse("audit")).status_code == 403
+
+
+def test_audit_csv_details_are_json_and_the_page_shows_digests_by_their_hash(admin, dev, repository, dev_env):
+    import csv
+    import io
+    import json
+
+    digest = "127.0.0.1:5001/shipmate-test/demo@sha256:" + "ab" * 32
+    audit_service(
+        "system",
+        "deployment.succeeded",
+        None,
+        object_type="deployment",
+        image_digest=digest,
+        commit_sha="",
+        reason='it\'s "quoted"',
+        stage="verify",
+    )
+    client = Client()
+    client.force_login(admin)
+    response = client.get(reverse("audit"), {"format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    row = next(r for r in rows if r["action"] == "deployment.succeeded")
+    assert json.loads(row["details"]) == {"reason": 'it\'s "quoted"', "stage": "verify"}
+    html = client.get(reverse("audit")).content.decode()
+    # The hash part that tells images apart, with the whole digest on hover.
+    assert f'<code class="digest" title="{digest}">sha256:{"ab" * 6}</code>' in html
+    # No empty commit pill where the event has no commit.
+    assert "<code></code>" not in html and '<code title=""' not in html
