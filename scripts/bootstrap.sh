@@ -26,6 +26,9 @@ fi
 if [ "$profile" = test ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+  # tests/cli/test_install.py builds `pip install ./cli` offline with Debian's own tools.
+  /usr/bin/python3 -c 'import setuptools, wheel, pip, ensurepip' >/dev/null 2>&1 \
+    || need+=(python3-venv python3-pip python3-setuptools python3-wheel)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}"
