@@ -133,6 +133,27 @@ def test_rollback_uses_the_previous_release_of_the_same_repository(dev, reposito
     assert rollback.image_digest == DIGEST + "a" * 64
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_developers_rollback_of_a_protected_environment_waits_for_an_approver(dev, repository, live_env):
+    now = timezone.now()
+    for i, digit in enumerate("ab"):
+        Deployment.objects.create(
+            repository=repository,
+            environment=live_env,
+            ref="main",
+            requested_by=dev,
+            status=Status.SUCCEEDED,
+            commit_sha=digit * 40,
+            image_digest=DIGEST + digit * 64,
+            finished_at=now + timedelta(seconds=i),
+        )
+    rollback = services.deployment_rollback(user=dev, environment=live_env)
+    assert execute(rollback.pk, worker="w") == Status.AWAITING_APPROVAL
+    rollback.refresh_from_db()
+    assert rollback.status == Status.AWAITING_APPROVAL, rollback.error
+    assert rollback.image_digest == DIGEST + "a" * 64
+
+
 def test_promotion_only_goes_forward(dev, repository, make_environment):
     dev_env, stage_env = make_environment("dev"), make_environment("stage", order=20)
     Deployment.objects.create(
