@@ -12,6 +12,7 @@ from django import forms
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.utils import timezone
 
 from . import permissions
 from .models import Environment, FreezeWindow, Placement, Repository
@@ -295,6 +296,13 @@ class VariableForm(forms.Form):
 
 class FreezeWindowForm(forms.ModelForm):
     """FreezeWindow.clean() checks what each kind of window needs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Times are read and shown in the server's TIME_ZONE; say which one.
+        zone = timezone.get_current_timezone_name()
+        for name in ("starts_at", "ends_at", "start_time"):
+            self.fields[name].label = f"{self.fields[name].label} ({zone})"
 
     class Meta:
         model = FreezeWindow

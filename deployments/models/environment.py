@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import calendar
 import hashlib
 import re
 from datetime import datetime, timedelta
@@ -208,6 +209,21 @@ class FreezeWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment}: {self.reason}"
+
+    @property
+    def when(self) -> str:
+        """ "Every Friday at 16:00 for 120 min (Europe/Berlin)": times in the server's
+        TIME_ZONE, named, so nobody has to guess whose 16:00 it is."""
+        zone = timezone.get_current_timezone_name()
+        if self.kind == self.Kind.WEEKLY:
+            day = calendar.day_name[self.weekday] if self.weekday is not None else "?"
+            at = self.start_time.strftime("%H:%M") if self.start_time else "?"
+            return f"Every {day} at {at} for {self.duration_minutes} min ({zone})"
+        start, end = (
+            timezone.localtime(t).strftime("%Y-%m-%d %H:%M") if t else "?"
+            for t in (self.starts_at, self.ends_at)
+        )
+        return f"{start} → {end} ({zone})"
 
     def clean(self) -> None:
         """A one-off window needs its start and end, a weekly one its day, time and

@@ -14,12 +14,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.timezone import localtime, now
+from django.utils.timezone import now
 from django.views.decorators.http import require_POST
 
 from .. import permissions
 from ..forms_manage import (
-    WEEKDAYS,
     EnvironmentForm,
     FreezeWindowForm,
     PlacementForm,
@@ -111,17 +110,6 @@ def _variable_initial(request: HttpRequest, env: Environment) -> dict[str, Any]:
     return {"name": variable.name, "is_secret": variable.is_secret, "value": variable.plain_value}
 
 
-def _when(window: FreezeWindow) -> str:
-    if window.kind == FreezeWindow.Kind.WEEKLY:
-        day = dict(WEEKDAYS).get(window.weekday, "?")
-        at = window.start_time.strftime("%H:%M") if window.start_time else "?"
-        return f"Every {day} at {at} for {window.duration_minutes} min"
-    start, end = (
-        localtime(t).strftime("%Y-%m-%d %H:%M") if t else "?" for t in (window.starts_at, window.ends_at)
-    )
-    return f"{start} → {end}"
-
-
 def _environment_page(
     request: HttpRequest, env: Environment, *, status: int = 200, **bound: Any
 ) -> HttpResponse:
@@ -132,7 +120,7 @@ def _environment_page(
         "freeze_form": bound.get("freeze_form") or FreezeWindowForm(),
         "variables": env.variables.all(),
         "freeze_windows": [
-            (w, _when(w), w.covers(now()))
+            (w, w.when, w.covers(now()))
             for w in env.freeze_windows.order_by("kind", "starts_at", "weekday", "start_time")
         ],
         "has_kubeconfig": bool(env.kubeconfig_encrypted),

@@ -4,7 +4,7 @@ secrets and kubeconfigs, audit events, and the target connection check."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -480,3 +480,25 @@ def test_an_approval_count_out_of_range_is_refused_by_the_model(admin, dev_env):
     data = env_data(name="dev", approvals_required="21")
     response = login(admin).post(reverse("manage_environment_edit", args=["dev"]), data)
     assert response.status_code == 400 and 'id="approvals_required-errors"' in html(response)
+
+
+def test_freeze_window_times_name_their_time_zone(admin, dev_env, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    client = login(admin)
+    weekly = {
+        "kind": "weekly",
+        "reason": "Release train",
+        "weekday": 4,
+        "start_time": "16:00",
+        "duration_minutes": 120,
+    }
+    assert client.post(reverse("manage_freeze_add", args=["dev"]), weekly).status_code == 302
+    start = timezone.make_aware(datetime(2026, 12, 24, 9, 0), timezone.get_current_timezone())
+    FreezeWindow.objects.create(
+        environment=dev_env, reason="Holidays", starts_at=start, ends_at=start + timedelta(days=2)
+    )
+    page = html(client.get(reverse("manage_environment_edit", args=["dev"])))
+    assert "Every Friday at 16:00 for 120 min (Europe/Berlin)" in page
+    assert "2026-12-24 09:00 → 2026-12-26 09:00 (Europe/Berlin)" in page
+    # The form says in which zone the times it asks for are read.
+    assert "Starts (one-off) (Europe/Berlin)" in page and "At (weekly) (Europe/Berlin)" in page
