@@ -30,8 +30,11 @@ from .runs import (
     rollback_candidate,
     valid_approvals,
 )
+from .timeline import Timeline, deployment_timeline
 
 __all__ = [
+    "Timeline",
+    "deployment_timeline",
     "Cell",
     "Column",
     "PlacementRow",

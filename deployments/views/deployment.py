@@ -3,6 +3,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from .. import log_search, logs, permissions, selectors, services
@@ -25,6 +26,7 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_approve": permissions.can_approve(request.user, deployment),
         "approval": selectors.approval_context(deployment),
         "waiting_on": selectors.approval_waiting_on(request.user, deployment),
+        "timeline": selectors.deployment_timeline(deployment, stages, now=timezone.now()),
         "decision_form": DecisionForm(),
     }
     if not getattr(request, "htmx", False):  # the summary fragment has no log

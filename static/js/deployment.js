@@ -270,6 +270,8 @@
     if (old) old.replaceWith(li);
     var info = (stages[s.name] = stages[s.name] || { status: s.status, duration: null });
     info.status = s.status;
+    // The timeline (js/timeline.js) moves its bars at the server's time of the event.
+    document.dispatchEvent(new CustomEvent("shipmate-stage", { detail: { name: s.name, status: s.status, ms: e.lastEventId ? ms : null } }));
     if (s.status === "running") stageStart[s.name] = ms;
     else if (stageStart[s.name] && s.status !== "pending") info.duration = (ms - stageStart[s.name]) / 1000;
     var secs = log.querySelectorAll("details.log-stage");
