@@ -60,10 +60,13 @@ def receiver() -> Iterator[Receiver]:
             if state.hang:
                 state.released.wait(state.hang)
             status = state.answers.pop(0) if state.answers else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            except OSError:
+                pass  # the client gave up (its deadline): nobody to answer
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -96,15 +99,84 @@ def notifications_worker(transactional_db: Any, notify_settings: Any) -> Iterato
     from pipeline_ui.celery import app
 
     app.control.purge()
-    with start_worker(
-        app,
-        pool="solo",
-        queues=["notifications"],
-        hostname="notify-test@localhost",
-        perform_ping_check=False,
-        shutdown_timeout=30,
-    ) as worker:
-        yield worker
+    # Selecting the worker's queues changes the app's own selection, which a deployment
+    # worker started later (celery_worker) would inherit: put it back afterwards.
+    selected = app.amqp.queues._consume_from
+    try:
+        with start_worker(
+            app,
+            pool="solo",
+            queues=["notifications"],
+            hostname="notify-test@localhost",
+            perform_ping_check=False,
+            shutdown_timeout=30,
+        ) as worker:
+            yield worker
+    finally:
+        app.amqp.queues._consume_from = selected
+
+
+@pytest.fixture
+def notifier_process(transactional_db: Any, tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """Start `celery worker -Q notifications` as its own process on the test database,
+    as make run and compose.yaml run it: nothing it does can hold the in-process
+    deployment worker (two workers in one process share more than production does)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.db import connection
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**settings: str) -> Path:
+        log = tmp_path / "notifier.log"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            **settings,
+        }
+        with log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "pipeline_ui",
+                        "worker",
+                        "-Q",
+                        "notifications",
+                        "--pool=threads",
+                        "--concurrency=4",
+                        "-n",
+                        f"notify-{os.getpid()}@localhost",
+                        "--without-mingle",
+                        "--without-gossip",
+                        "--loglevel=INFO",
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+            )
+        wait_until(lambda: "ready." in log.read_text(), 60, "notifications worker ready")
+        return log
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:

@@ -30,7 +30,13 @@ def event(name: str = "succeeded", **extra: Any) -> dict[str, Any]:
         "application": "demo",
         "environment": "live",
         "actor": "alice",
-        "deployment": {"id": 42, "status": name, "ref": "main", "commit_sha": SHA, "image_digest": "r/d@sha256:ab"},
+        "deployment": {
+            "id": 42,
+            "status": name,
+            "ref": "main",
+            "commit_sha": SHA,
+            "image_digest": "r/d@sha256:ab",
+        },
         "lock": None,
         **extra,
     }
@@ -89,7 +95,9 @@ def test_slack_payload_has_text_and_one_simple_attachment(receiver: Receiver) ->
     [("requested", "pending"), ("succeeded", "success"), ("failed", "failure"), ("rolled_back", "failure")],
 )
 def test_github_commit_status_request(receiver: Receiver, name: str, state: str) -> None:
-    target = delivery.Target(kind="github", url=receiver.url + "/api/v3/", secret="ghp_token", project="acme/shop")
+    target = delivery.Target(
+        kind="github", url=receiver.url + "/api/v3/", secret="ghp_token", project="acme/shop"
+    )
     result = delivery.send(delivery.build(target, event(name), delivery_id="d"), timeout=5, policy=LOOPBACK)
     assert result.ok
     got = receiver.wait_for(1)[0]
@@ -212,7 +220,9 @@ def test_an_internal_address_is_refused_at_connect_time(receiver: Receiver, monk
     target = delivery.Target(kind="webhook", url=f"http://hooks.example.com:{port}/x", secret="s")
     result = delivery.send(delivery.build(target, event(), delivery_id="d"), timeout=5, policy=DENY)
     assert result.status_code is None and not result.retryable
-    assert result.error.startswith("Refused: Refused to connect to hooks.example.com: it resolves to 127.0.0.1")
+    assert result.error.startswith(
+        "Refused: Refused to connect to hooks.example.com: it resolves to 127.0.0.1"
+    )
     assert receiver.requests == []
     # The same name is reached when loopback is allowed: the refusal was the policy's.
     assert delivery.send(delivery.build(target, event(), delivery_id="d"), timeout=5, policy=LOOPBACK).ok

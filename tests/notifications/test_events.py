@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 ALL = [e.value for e in Event]
 
 
-def channel(name: str, *, environments: Any = (), placements: Any = (), events: Any = ALL, **fields: Any) -> Channel:
+def channel(
+    name: str, *, environments: Any = (), placements: Any = (), events: Any = ALL, **fields: Any
+) -> Channel:
     fields.setdefault("kind", "webhook")
     fields.setdefault("url", "http://127.0.0.1:9/hook")
     c = Channel.objects.create(name=name, events=list(events), **fields)
@@ -119,7 +121,9 @@ def test_lock_changes_of_an_environment_reach_its_placements_subscribers(release
     assert unlocked["locked"] is False
 
 
-def test_a_placement_lock_reaches_that_placement_and_its_environment_only(release, repository, make_environment):
+def test_a_placement_lock_reaches_that_placement_and_its_environment_only(
+    release, repository, make_environment
+):
     dev_env = make_environment("dev")
     other = type(repository).objects.create(name="other", git_url="https://git.invalid/o.git", image_name="o")
     mine = Placement.objects.get(environment=dev_env, repository=repository)
@@ -143,7 +147,9 @@ def test_commit_status_channels_hear_their_own_application_with_a_commit_only(de
 
     services.deployment_request(user=dev, repository=repository, environment=dev_env, ref="main")
     assert events_of(gh) == []  # a branch: no commit yet
-    assert lifecycle.deployment_finish(deployment=running(repository, dev_env, dev), status="succeeded", token="t")
+    assert lifecycle.deployment_finish(
+        deployment=running(repository, dev_env, dev), status="succeeded", token="t"
+    )
     assert events_of(gh) == ["succeeded"]
     lifecycle.deployment_finish(deployment=running(other, dev_env, dev), status="succeeded", token="t")
     assert events_of(gh) == ["succeeded"]
@@ -161,7 +167,9 @@ def test_a_requeue_by_the_reaper_is_not_news(dev, repository, envs):
     c = channel("c", environments=[live_env])
     d = running(repository, live_env, dev)
     with transaction.atomic():
-        lifecycle.transition(d, Status.APPROVED, expect={"status": Status.RUNNING}, action="deployment.requeue")
+        lifecycle.transition(
+            d, Status.APPROVED, expect={"status": Status.RUNNING}, action="deployment.requeue"
+        )
     assert events_of(c) == []
 
 
