@@ -33,6 +33,9 @@ DEMO_PORT_BASE = int(os.environ.get("SHIPMATE_DEMO_PORT_BASE", "8080"))
 GRACE = float(os.environ.get("SHIPMATE_STOP_GRACE", "15"))
 # The worker's node name; its deployments are recorded as "<host>:<node>".
 NODE = f"shipmate-run@{socket.gethostname()}"
+# Notifications out have their own queue and worker: a receiver that hangs holds one of
+# its threads, never a deployment (docs/decisions.md, "Notifications out").
+NOTIFY_NODE = f"shipmate-notify@{socket.gethostname()}"
 WORKER = f"{socket.gethostname()}:{NODE}"
 TAIL_LINES = 20
 
@@ -137,13 +140,19 @@ class Supervisor:
         # Everything make run starts listens on 127.0.0.1 (registry, engine, the demo apps
         # and their health checks), which the outbound guard refuses by default: opt in.
         self.env.setdefault("SHIPMATE_ALLOW_INTERNAL", "loopback")
+        self.env.setdefault("SHIPMATE_URL", f"http://{HOST}:{PORT}")  # links in notifications
         self.start_services()
         self.manage("migrate", "--no-input", "-v0")
         self.manage("seed_demo", "--port-base", str(DEMO_PORT_BASE))
         celery = str(BIN / "celery")
         self.spawn(
-            "worker", celery, "-A", "pipeline_ui", "worker", "--loglevel=INFO", "--concurrency=2", "-n", NODE
-        )
+            "worker", celery, "-A", "pipeline_ui", "worker", "-Q", "celery", "--loglevel=INFO",
+            "--concurrency=2", "-n", NODE,
+        )  # fmt: skip
+        self.spawn(
+            "notifier", celery, "-A", "pipeline_ui", "worker", "-Q", "notifications", "--pool=threads",
+            "--concurrency=4", "--loglevel=INFO", "-n", NOTIFY_NODE,
+        )  # fmt: skip
         self.spawn(
             "beat",
             celery,
@@ -233,9 +242,10 @@ class Supervisor:
         running = [n for n, p in self.procs.items() if p.poll() is None]
         if running:
             say(f"stopping {', '.join(running)} (Ctrl-C again to stop at once)…")
-        for name in ("web", "beat", "worker"):
+        for name in ("web", "beat", "notifier", "worker"):
             self.terminate(name)
-        for name in self.wait_exit([n for n in ("web", "beat") if n in self.procs], 5):
+        # A notification cut off here is delivered again later (acks_late): no grace needed.
+        for name in self.wait_exit([n for n in ("web", "beat", "notifier") if n in self.procs], 5):
             self.kill_group(name)
         if "worker" in running:
             if self.wait_exit(["worker"], GRACE):

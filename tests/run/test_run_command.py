@@ -280,6 +280,10 @@ def test_make_run_serves_deploys_stops_on_ctrl_c_and_restarts_with_its_state(
         started = processes_of(state)
         # redis, registry, web, beat, the worker and its two pool processes at least
         assert len(started) >= 7, started
+        # The notifications worker consumes only its own queue; the deployment worker not it.
+        notifier_log = (state / "notifier.log").read_text()
+        assert "ready." in notifier_log and ".> notifications " in notifier_log, notifier_log[-2000:]
+        assert ".> notifications " not in (state / "worker.log").read_text()
 
         seconds = run.ctrl_c()
         print(f"\nmake run: Ctrl-C during the test stage to exit: {seconds:.1f} s")
@@ -319,7 +323,10 @@ def test_a_process_that_dies_is_named_with_its_log_and_the_rest_is_stopped(
         workers = [
             pid
             for pid, command in processes_of(state).items()
-            if " worker " in command and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(run.proc.pid)
+            if " worker " in command
+            # The deployment worker, not the notifications one (`command` is cut at 100 characters).
+            and b"shipmate-run@" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and Path(f"/proc/{pid}/stat").read_text().split()[3] == str(run.proc.pid)
         ]
         assert len(workers) == 1, processes_of(state)
         deadline = time.monotonic() + 60
