@@ -194,8 +194,8 @@ WEBHOOK_MAX_BYTES = env_int("SHIPMATE_WEBHOOK_MAX_BYTES", 1024 * 1024, minimum=1
 # Notifications out (deployments/notifications/): attempts per delivery, the first
 # backoff (doubling after each failed attempt) and the deadline of one whole attempt.
 NOTIFY_MAX_ATTEMPTS = env_int("SHIPMATE_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
-NOTIFY_BACKOFF = env_float("SHIPMATE_NOTIFY_BACKOFF", 10.0, minimum=0.01)
-NOTIFY_TIMEOUT = env_float("SHIPMATE_NOTIFY_TIMEOUT", 10.0, minimum=0.1)
+NOTIFY_BACKOFF = env_float("SHIPMATE_NOTIFY_BACKOFF", 10, minimum=0.01)
+NOTIFY_TIMEOUT = env_float("SHIPMATE_NOTIFY_TIMEOUT", 10, minimum=0.1)
 # Shipmate's own address as its users reach it: the links in notifications and commit statuses.
 SHIPMATE_URL = env_str("SHIPMATE_URL", "http://127.0.0.1:8000")
 if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", SHIPMATE_URL or ""):
