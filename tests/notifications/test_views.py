@@ -63,6 +63,11 @@ def test_the_list_shows_channels_to_an_admin(admin, hook):
     assert "team-hook" in page and "Failed" in page and "dev" in page
     assert "stored-secret-value-77" not in page
     assert reverse("notification_channels") in client_for(admin).get(reverse("manage_home")).content.decode()
+    new = client_for(admin).get(reverse("notification_channel_new")).content.decode()
+    for field in ("name", "kind", "url", "events", "environments", "placements", "secret"):
+        assert f'name="{field}"' in new
+    edit = client_for(admin).get(reverse("notification_channel_edit", args=[hook.pk])).content.decode()
+    assert 'name="regenerate"' in edit and "stored-secret-value-77" not in edit
 
 
 def test_creating_a_webhook_shows_its_secret_once_and_audits(admin, dev_env):
@@ -217,3 +222,28 @@ def test_delete_is_audited(admin, hook):
     response = client_for(admin).post(reverse("notification_channel_delete", args=[hook.pk]))
     assert response.status_code == 302 and not Channel.objects.exists()
     assert AuditEvent.objects.filter(action="channel.delete", object_repr="team-hook").exists()
+
+
+def test_send_test_of_a_commit_status_uses_the_latest_deployment_with_a_commit(
+    admin, dev, repository, dev_env
+):
+    from deployments.models import Deployment
+    from deployments.notifications import delivery, services
+
+    channel = Channel(name="gh", kind="github", url="https://api.github.com", repository=repository,
+                      project="acme/demo", events=["succeeded"])  # fmt: skip
+    channel.set_secret(TOKEN)
+    channel.save()
+    Subscription.objects.create(channel=channel, environment=dev_env)
+    client = client_for(admin)
+    response = client.post(reverse("notification_channel_test", args=[channel.pk]), follow=True)
+    assert "No deployment of demo with a commit" in response.content.decode()
+    assert not Delivery.objects.exists()
+
+    ran = Deployment.objects.create(repository=repository, environment=dev_env, ref="main", requested_by=dev,
+                                    status="succeeded", commit_sha="a" * 40)  # fmt: skip
+    test = services.channel_send_test(user=admin, channel=channel)
+    assert test.deployment == ran
+    request = delivery.build(channel.target(), test.payload, delivery_id=str(test.uuid))
+    assert request.url == f"https://api.github.com/repos/acme/demo/statuses/{'a' * 40}"
+    assert b'"state":"success"' in request.body and b'"context":"shipmate/dev"' in request.body
