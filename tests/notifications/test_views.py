@@ -58,7 +58,7 @@ def test_anonymous_is_sent_to_log_in(hook):
     assert response.status_code == 302 and "/login/" in response["Location"]
 
 
-def test_the_list_shows_channels_to_an_admin(admin, hook):
+def test_the_list_shows_channels_to_an_admin(admin, hook, repository):
     page = client_for(admin).get(reverse("notification_channels")).content.decode()
     assert "team-hook" in page and "Failed" in page and "dev" in page
     assert "stored-secret-value-77" not in page
