@@ -250,8 +250,8 @@ class Heartbeat(threading.Thread):
 
 
 def cancel_message(deployment_id: int, where: str = "") -> str:
-    """"Cancelled by alice during the test stage.": the page, the API and notifications
-    all show the run's error, so it names who asked."""
+    """The error of a cancelled run names who asked ("Cancelled by alice during the test
+    stage."): the page, the API and notifications all show it."""
     who = cancelled_by(deployment_id)
     return f"Cancelled by {who}{where}." if who else f"Cancelled{where}."
 
