@@ -212,8 +212,8 @@ class FreezeWindow(models.Model):
 
     @property
     def when(self) -> str:
-        """ "Every Friday at 16:00 for 120 min (Europe/Berlin)": times in the server's
-        TIME_ZONE, named, so nobody has to guess whose 16:00 it is."""
+        """When the window holds, in the server's TIME_ZONE and naming it ("Every Friday at
+        16:00 for 120 min (Europe/Berlin)"), so nobody has to guess whose 16:00 it is."""
         zone = timezone.get_current_timezone_name()
         if self.kind == self.Kind.WEEKLY:
             day = calendar.day_name[self.weekday] if self.weekday is not None else "?"
