@@ -107,8 +107,12 @@ def _median(values: list[timedelta]) -> timedelta | None:
     return statistics.median(values) if values else None
 
 
-def _hours(value: timedelta | None) -> float | None:
-    return None if value is None else round(value / HOUR, 1)
+def _times(values: list[timedelta | None]) -> tuple[str, list[float | None]]:
+    """A series of medians in minutes when every one is under an hour (a 2-minute lead
+    time would read "0.0" in hours and draw no bar), else in hours."""
+    unit = HOUR if any(v is not None and v >= HOUR for v in values) else timedelta(minutes=1)
+    name = "hours, median" if unit == HOUR else "minutes, median"
+    return name, [None if v is None else round(v / unit, 1) for v in values]
 
 
 def _duration(value: timedelta) -> str:
@@ -189,6 +193,8 @@ def _metrics(buckets: list[Bucket], days: int, by: str, total: int, unrestored: 
         return ("no data", None) if value is None or not total else (text(value), band(value))
 
     freq_text = f"{per_day:.1f} per day" if per_day >= 1 else f"{per_day * 7:.1f} per week"
+    lead_unit, lead_series = _times([b.lead_time for b in buckets])
+    restore_unit, restore_series = _times([b.restore for b in buckets])
     return [
         Metric(
             "deployment_frequency",
@@ -200,9 +206,9 @@ def _metrics(buckets: list[Bucket], days: int, by: str, total: int, unrestored: 
         Metric(
             "lead_time",
             "Lead time for changes",
-            "hours, median",
+            lead_unit,
             *summary(lead, lambda v: f"{_duration(v)} (median)", lead_time_band),
-            series=[_hours(b.lead_time) for b in buckets],
+            series=lead_series,
         ),
         Metric(
             "change_failure_rate",
@@ -218,9 +224,9 @@ def _metrics(buckets: list[Bucket], days: int, by: str, total: int, unrestored: 
         Metric(
             "time_to_restore",
             "Time to restore",
-            "hours, median",
+            restore_unit,
             *summary(restore, lambda v: f"{_duration(v)} (median)", restore_band),
-            series=[_hours(b.restore) for b in buckets],
+            series=restore_series,
             note=f"{unrestored} application(s) not restored yet" if unrestored else "",
         ),
     ]

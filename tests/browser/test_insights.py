@@ -72,6 +72,9 @@ def test_insights_draws_its_charts_and_the_table_matches_them(
     expect(charts).to_have_count(4)
     expect(page.get_by_role("img", name="Lead time for changes (hours, median), by day")).to_be_visible()
     assert charts.first.bounding_box()["height"] > 50  # drawn, not collapsed
+    # The numbers are folded under each chart; open them as a reader would.
+    for numbers in page.locator("details.numbers > summary").all():
+        numbers.click()
     for key in ("deployment_frequency", "lead_time", "change_failure_rate", "time_to_restore"):
         points = chart_points(page, key)
         assert points, key

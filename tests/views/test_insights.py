@@ -341,3 +341,12 @@ def test_the_page_needs_the_same_queries_at_1000_and_20000_deployments(admin, re
 
     assert large == small
     print("insights queries per URL:", dict(zip(urls, large, strict=True)))
+
+
+def test_lead_times_under_an_hour_are_charted_in_minutes(repository, live):
+    run(repository, live, Status.SUCCEEDED, at(9, 10), committed=at(9, 9, 58))  # 2 min
+    run(repository, live, Status.SUCCEEDED, at(8, 10), committed=at(8, 9, 30))  # 30 min
+    lead = next(m for m in dora.dora_metrics(live, days=7, now=NOW).metrics if m.key == "lead_time")
+    assert lead.unit == "minutes, median"
+    assert [v for v in lead.series if v is not None] == [30.0, 2.0]
+    assert lead.summary == "16 min (median)"
