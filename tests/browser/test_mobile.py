@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,6 +16,7 @@ from playwright.sync_api import Page, expect
 from deployments import services
 from deployments.models import Deployment, Environment, FreezeWindow, LogLine, Repository, Stage, Status
 from deployments.models.deployment import STAGE_NAMES
+from deployments.notifications.models import Attempt, Channel, Delivery, Subscription
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -46,6 +48,22 @@ def _history(repository: Repository, environment: Environment, user: User) -> De
     return done
 
 
+def _channel(deployment: Deployment) -> Channel:
+    """A notification channel with a delivery that took a few attempts."""
+    channel = Channel.objects.create(
+        name="ops-hook-with-a-long-name", kind="webhook", url="https://hooks.example.invalid/" + "p" * 120,
+        events=["succeeded", "failed"],
+    )  # fmt: skip
+    Subscription.objects.create(channel=channel, environment=deployment.environment)
+    delivery = Delivery.objects.create(channel=channel, event="failed", deployment=deployment, attempts=2)
+    for number, code in ((1, 503), (2, 200)):
+        Attempt.objects.create(
+            delivery=delivery, number=number, started_at=timezone.now(), duration_ms=12, status_code=code,
+            error="" if code == 200 else "HTTP 503: " + "upstream unavailable " * 10,
+        )  # fmt: skip
+    return channel
+
+
 def _overflow(page: Page) -> int:
     return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
@@ -64,6 +82,7 @@ def test_every_page_fits_a_phone_without_sideways_scrolling(
         ends_at=timezone.now() + timedelta(days=2),
     )
     done = _history(repository, dev_env, admin)
+    channel = _channel(done)
     urls = [
         reverse("dashboard"),
         reverse("deploy"),
@@ -80,6 +99,12 @@ def test_every_page_fits_a_phone_without_sideways_scrolling(
         reverse("manage_repository_edit", args=[repository.name]),
         reverse("manage_environment_edit", args=[live_env.name]),
         reverse("manage_users"),
+        reverse("manage_placement_new"),
+        reverse("manage_placement_edit", args=[repository.name, live_env.name]),
+        reverse("notification_channels"),
+        reverse("notification_channel_new"),
+        reverse("notification_channel", args=[channel.pk]),
+        reverse("notification_channel_edit", args=[channel.pk]),
     ]
     page = logged_in_page(admin)
     page.set_viewport_size(PHONE)
@@ -90,6 +115,14 @@ def test_every_page_fits_a_phone_without_sideways_scrolling(
         if (overflow := _overflow(page)) > 0:
             wide[url] = overflow
     assert not wide, f"pages wider than the phone (px too wide): {wide}"
+
+
+def test_the_login_page_fits_a_phone(anonymous_context: Any) -> None:
+    page = anonymous_context.new_page()
+    page.set_viewport_size(PHONE)
+    page.goto(reverse("login"))
+    expect(page.locator("input[name=username]")).to_be_visible()
+    assert _overflow(page) <= 0
 
 
 def test_the_navigation_folds_into_a_menu_on_a_phone(
