@@ -148,6 +148,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deployments.tasks.reap",
         "schedule": float(REAPER_INTERVAL),
     },
+    # Notifications whose message was lost (the broker was down when it was published).
+    "redispatch-lost-notifications": {
+        "task": "deployments.notifications.tasks.redispatch",
+        "schedule": float(REAPER_INTERVAL),
+    },
 }
 # Notifications go to a queue of their own, consumed by a worker of their own (make run,
 # compose.yaml): a receiver that hangs holds a notification slot, never a deployment's.

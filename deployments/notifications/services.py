@@ -226,7 +226,34 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
     return _settle(d, number, started, result)
 
 
+# A pending delivery whose attempt was due this long ago has lost its message (the broker
+# was down when it was published, or lost the retry): publish it again.
+LOST_AFTER = timedelta(seconds=60)
+REDISPATCH_BATCH = 500
+
+
+def deliveries_redispatch(*, now: Any = None) -> int:
+    """Publish again what no message will bring: pending deliveries overdue by
+    LOST_AFTER, and sends whose worker died mid-attempt. A duplicate message is
+    harmless (delivery_claim takes a delivery once), so nothing is sent twice."""
+    now = now or timezone.now()
+    overdue = now - LOST_AFTER
+    lost = Q(status=DeliveryStatus.PENDING) & (
+        Q(next_attempt_at__lt=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=overdue)
+    )
+    died = Q(status=DeliveryStatus.SENDING, claimed_at__lt=now - Delivery.stale_claim())
+    ids = list(
+        Delivery.objects.filter(lost | died).order_by("pk").values_list("pk", flat=True)[:REDISPATCH_BATCH]
+    )
+    for pk in ids:
+        hooks.publish(pk)
+    if ids:
+        logger.warning("published %d notification(s) again whose message was lost", len(ids))
+    return len(ids)
+
+
 __all__ = [
+    "deliveries_redispatch",
     "Event",
     "channel_create",
     "channel_delete",

@@ -14,3 +14,8 @@ def deliver(delivery_id: int) -> None:
     retry_in = services.delivery_attempt(delivery_id=int(delivery_id))
     if retry_in is not None:
         publish(int(delivery_id), countdown=retry_in)
+
+
+@shared_task(name="deployments.notifications.tasks.redispatch", ignore_result=True)
+def redispatch() -> int:
+    return services.deliveries_redispatch()

@@ -11,6 +11,7 @@ import pytest
 
 from deployments import services
 from deployments.models import Deployment, Status
+from deployments.notifications import hooks
 from deployments.notifications import services as notify_services
 from deployments.notifications.models import Channel, Delivery, DeliveryStatus, Subscription
 
@@ -129,3 +130,32 @@ def test_a_hanging_receiver_does_not_slow_the_deployment(
     assert 3900 <= attempt.duration_ms < 6000
     assert requested.status == DeliveryStatus.FAILED
     assert receiver.requests[0].headers["X-Shipmate-Event"] == "requested"
+
+
+def test_a_delivery_whose_message_was_lost_is_published_again_and_sent_once(
+    notifications_worker, receiver, dev_env
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    channel = webhook(receiver, dev_env, ["lock_changed"])
+    payload = {"event": "lock_changed", "environment": dev_env.name}
+    lost = Delivery.objects.create(channel=channel, event="lock_changed", payload=payload)
+    fresh = Delivery.objects.create(channel=channel, event="lock_changed", payload=payload)
+    done = Delivery.objects.create(channel=channel, event="lock_changed", payload=payload, status="delivered")
+    # No message was ever published for these (the broker was down, say); one is long overdue.
+    Delivery.objects.filter(pk__in=[lost.pk, done.pk]).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    assert notify_services.deliveries_redispatch() == 1
+
+    assert settled(lost).status == DeliveryStatus.DELIVERED
+    assert notify_services.deliveries_redispatch() == 0
+    # Had the first message only been late, it would now arrive as a duplicate: not sent again.
+    hooks.publish(lost.pk)
+    time.sleep(0.5)  # a second send would have happened by now
+    assert len(receiver.requests) == 1 and lost.attempt_set.count() == 1
+    fresh.refresh_from_db()
+    assert fresh.status == DeliveryStatus.PENDING and fresh.attempts == 0
