@@ -6,3 +6,6 @@ class NotificationsConfig(AppConfig):
     label = "notifications"
     verbose_name = "Notifications"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import hooks  # noqa: F401  (connects the receivers of deployments.services.events)

@@ -1,6 +1,6 @@
-"""The one hook the run lifecycle and the lock services call, inside their
-transactions: record a delivery per subscribed channel and publish them once the
-transaction commits. It never raises: a notification must not block or fail a
+"""The receivers of what the services announce (deployments.services.events), inside
+their transactions: record a delivery per subscribed channel and publish them once the
+transaction commits. They never raise: a notification must not block or fail a
 deployment."""
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
 from ..models import Deployment, Environment, Placement
+from ..services import events
 from .models import Channel, Delivery, Event, Subscription
 
 logger = logging.getLogger(__name__)
@@ -173,3 +175,20 @@ def _lock_event(environment: Environment, placement: Placement | None, actor: An
 def lock_changed(*, environment: Environment, placement: Placement | None = None, actor: Any = None) -> None:
     """Call inside the transaction that locked or unlocked the environment or placement."""
     _safely(f"lock change of {placement or environment}", _lock_event, environment, placement, actor)
+
+
+@receiver(events.deployment_event, dispatch_uid="notifications.deployment_event")
+def _on_deployment_event(
+    sender: Any, *, deployment: Deployment, event: str, actor: Any = None, **_: Any
+) -> None:
+    if event == Event.REQUESTED:
+        deployment_event(deployment, Event.REQUESTED, actor=actor)
+    else:
+        status_changed(deployment, event, actor=actor)
+
+
+@receiver(events.lock_changed, dispatch_uid="notifications.lock_changed")
+def _on_lock_changed(
+    sender: Any, *, environment: Environment, placement: Placement | None = None, actor: Any = None, **_: Any
+) -> None:
+    lock_changed(environment=environment, placement=placement, actor=actor)

@@ -10,11 +10,11 @@ from ..feed import placement_changed
 from ..logs import discard_stream
 from ..models import Deployment, Environment, Placement, Repository, Stage, Status, Trigger
 from ..models.deployment import STAGE_NAMES
-from ..notifications import hooks as notify
 from ..pipeline import git, history
 from ..pipeline.base import StageError
 from ..pipeline.git import GitError, validate_ref
 from ..selectors.runs import hold_reason, last_successful, rollback_candidate
+from . import events
 from .audit import audit
 from .lifecycle import transition
 from .queue import dispatch_build
@@ -111,7 +111,7 @@ def _create(
         reason=deployment.break_glass_reason,
         freeze=freeze.reason if freeze else "",
     )
-    notify.deployment_event(deployment, "requested", actor=user)
+    events.deployment_event.send(Deployment, deployment=deployment, event="requested", actor=user)
     dispatch_build(deployment.pk)
     placement_changed(environment.pk, repository.pk)
     return deployment

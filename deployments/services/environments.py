@@ -9,7 +9,7 @@ from django.utils import timezone
 from .. import permissions
 from ..feed import placement_changed
 from ..models import Environment, Placement
-from ..notifications import hooks as notify
+from . import events
 from .audit import audit
 from .deployments import DeployRefused
 from .queue import dispatch_waiting
@@ -41,7 +41,7 @@ def environment_lock(
         reason=environment.locked_reason,
         expires_at=expires_at.isoformat() if expires_at else "",
     )
-    notify.lock_changed(environment=environment, actor=user)
+    events.lock_changed.send(Environment, environment=environment, actor=user)
     placement_changed(environment.pk)
     return environment
 
@@ -56,7 +56,7 @@ def environment_unlock(*, user: Any, environment: Environment, source_ip: str | 
     environment.lock_expires_at = None
     environment.save(update_fields=["locked_by", "locked_reason", "locked_at", "lock_expires_at"])
     audit(user, "environment.unlock", environment, source_ip=source_ip)
-    notify.lock_changed(environment=environment, actor=user)
+    events.lock_changed.send(Environment, environment=environment, actor=user)
     placement_changed(environment.pk)
     dispatch_waiting(environment.pk)  # the held queues move on now, not at the next reap
     return environment
@@ -74,7 +74,7 @@ def placement_lock(
     placement.locked_by, placement.locked_reason, placement.locked_at = user, reason.strip(), timezone.now()
     placement.save(update_fields=["locked_by", "locked_reason", "locked_at"])
     audit(user, "placement.lock", placement, source_ip=source_ip, reason=placement.locked_reason)
-    notify.lock_changed(environment=placement.environment, placement=placement, actor=user)
+    events.lock_changed.send(Environment, environment=placement.environment, placement=placement, actor=user)
     placement_changed(placement.environment_id, placement.repository_id)
     return placement
 
@@ -86,7 +86,7 @@ def placement_unlock(*, user: Any, placement: Placement, source_ip: str | None =
     placement.locked_by, placement.locked_reason, placement.locked_at = None, "", None
     placement.save(update_fields=["locked_by", "locked_reason", "locked_at"])
     audit(user, "placement.unlock", placement, source_ip=source_ip)
-    notify.lock_changed(environment=placement.environment, placement=placement, actor=user)
+    events.lock_changed.send(Environment, environment=placement.environment, placement=placement, actor=user)
     placement_changed(placement.environment_id, placement.repository_id)
     dispatch_waiting(placement.environment_id, placement.repository_id)
     return placement

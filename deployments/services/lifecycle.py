@@ -27,7 +27,6 @@ from ..feed import placement_changed
 from ..logs import publish_status
 from ..models import Deployment, Phase, Placement, Stage, StageStatus, Status
 from ..models.deployment import FINISHED, RELEASABLE, WAITING
-from ..notifications import hooks as notify
 from ..plans import placement_of, target_for
 from ..selectors.runs import (
     approvals_needed,
@@ -37,6 +36,7 @@ from ..selectors.runs import (
     placement_busy,
     valid_approvals,
 )
+from . import events
 from .audit import audit
 from .queue import dispatch_build, dispatch_next, dispatch_waiting
 
@@ -89,7 +89,7 @@ def transition(
             extra.setdefault("error", error[:500])
         audit("system", action or f"deployment.{to}", deployment, **extra)
     if action != "deployment.requeue":  # a run the reaper puts back is not news
-        notify.status_changed(deployment, to, actor=actor)
+        events.deployment_event.send(Deployment, deployment=deployment, event=to, actor=actor)
     publish_status(deployment.pk, to, end=to in FINISHED)
     placement_changed(deployment.environment_id, deployment.repository_id)
     if to != Status.RUNNING:
