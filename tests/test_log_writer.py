@@ -198,6 +198,25 @@ def test_a_slow_store_makes_line_wait_and_the_buffer_never_passes_its_limit(depl
 
 
 @pytest.mark.timeout(60)
+def test_a_secret_split_over_two_lines_stays_masked_while_line_waits_for_space(deployment):
+    # The first half is the last line before the buffer is full: the next line() waits
+    # for the slow store far longer than the hold-back, with the second half in hand.
+    writer = LogWriter(
+        deployment.pk, secrets=[SECRET], redis=SlowRedis(0.2), buffer_lines=100, stream_batch=50
+    )
+    with writer:
+        for i in range(99):
+            writer.line(f"line {i}")
+        writer.line(f"wrapped {SECRET[:10]}")
+        started = time.monotonic()
+        writer.line(f"{SECRET[10:]} continued")
+        assert time.monotonic() - started > 0.1  # it did wait
+    texts = [text for *_, text in stored(deployment)]
+    assert texts[99:] == ["wrapped ****", "**** continued"]
+    assert_no_secret(texts)
+
+
+@pytest.mark.timeout(60)
 def test_a_stalled_store_makes_line_fail_loudly_after_the_bounded_wait(deployment):
     writer = LogWriter(deployment.pk, redis=SlowRedis(3), buffer_lines=100, stream_batch=100, buffer_wait=1)
     try:

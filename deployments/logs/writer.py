@@ -148,6 +148,9 @@ class LogWriter:
         self._chunks_since = 0.0
         self._held: tuple[str, str] | None = None  # the last line, kept back for the masker
         self._held_at = 0.0
+        # The caller waits for space with its next line in hand: the held line is not
+        # "the last one" then, and must wait for it instead of going out by time.
+        self._caller_waiting = False
         self._accepted = 0  # items put into _input
         self._taken = 0  # items the stream thread took
         self._stored = 0  # items done: in Redis and the database
@@ -306,7 +309,11 @@ class LogWriter:
                     f"Log of deployment {self.deployment_id}: {self._pending_lines} lines not stored "
                     f"after {self.buffer_wait:g} s; the database or Redis is stalled"
                 )
-            self._progress.wait(deadline - now)
+            self._caller_waiting = True
+            try:
+                self._progress.wait(deadline - now)
+            finally:
+                self._caller_waiting = False
 
     def _count(self, stage: str, text: str) -> tuple[str, str] | None:
         """The line to store for `text`, under the size limit; None past it."""
@@ -378,8 +385,10 @@ class LogWriter:
     def _next_batch(self) -> list[Item] | None:
         while True:
             now = time.monotonic()
-            if self._held is not None and now - self._held_at >= HOLD_BACK:
+            holding = self._held is not None and not self._caller_waiting
+            if holding and now - self._held_at >= HOLD_BACK:
                 self._release_held()
+                holding = False
             timeout: float | None = None
             if self._input:
                 due = self._input_since + self.stream_interval
@@ -397,7 +406,7 @@ class LogWriter:
                 timeout = due - now
             elif self._closed:
                 return None
-            if self._held is not None:
+            if holding:
                 hold = self._held_at + HOLD_BACK - now
                 timeout = hold if timeout is None else min(timeout, hold)
             self._wake_stream.wait(timeout)
