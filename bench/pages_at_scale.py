@@ -112,6 +112,7 @@ def load(count: int) -> dict[str, Any]:
                 status=STATUSES[i % len(STATUSES)], commit_sha=f"{i:040x}",
                 image_digest=f"127.0.0.1:5000/bench/{app.name}@sha256:{i:064x}",
                 created_at=at, started_at=at, finished_at=at + timedelta(seconds=20),
+                committed_at=at - timedelta(minutes=5 + i % 600),
             )
         )  # fmt: skip
         if len(batch) == 5000:
@@ -160,6 +161,12 @@ def pages(data: dict[str, Any]) -> dict[str, str]:
         "awaiting-approval page": reverse("deployment_detail", args=[data["awaiting"].pk]),
         "approvals inbox": reverse("approvals"),
         "deploy form": reverse("deploy"),
+        "audit trail (newest 300)": reverse("audit"),
+        "insights, 30 days": reverse("insights") + f"?environment={env.name}&days=30",
+        "insights, 90 days, one application": reverse("insights")
+        + f"?environment={env.name}&application={app.name}&days=90",
+        "insights CSV, 90 days": reverse("insights") + f"?environment={env.name}&days=90&format=csv",
+        "status badge (SVG)": reverse("placement_badge", args=[app.name, env.name]),
     }
 
 
