@@ -10,6 +10,7 @@ and a range holds at most a few thousand rollouts per environment.
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -154,8 +155,12 @@ def dora_metrics(
     width = 7 if by == "week" else 1
     buckets = [Bucket(first + timedelta(days=d)) for d in range(0, days, width)]
 
+    # Where each bucket starts, as an aware instant (local midnight): a row finds its
+    # bucket by bisection, not by converting every timestamp to local time.
+    starts = [timezone.make_aware(datetime.combine(b.start, time.min)) for b in buckets]
+
     def bucket_of(at: datetime) -> Bucket:
-        return buckets[(timezone.localtime(at).date() - first).days // width]
+        return buckets[max(bisect_right(starts, at) - 1, 0)]
 
     outage: dict[int, datetime] = {}  # per application: when its open failure began
     total = 0

@@ -350,3 +350,17 @@ def test_lead_times_under_an_hour_are_charted_in_minutes(repository, live):
     assert lead.unit == "minutes, median"
     assert [v for v in lead.series if v is not None] == [30.0, 2.0]
     assert lead.summary == "16 min (median)"
+
+
+def test_rollouts_fall_into_their_local_day_across_a_daylight_saving_change(repository, live, settings):
+    from zoneinfo import ZoneInfo
+
+    settings.TIME_ZONE = "Europe/Berlin"
+    berlin = ZoneInfo("Europe/Berlin")
+    # Clocks go forward at 02:00 on 2026-03-29; each day starts at its own local midnight.
+    for local in [datetime(2026, 3, 28, 23, 30), datetime(2026, 3, 29, 0, 30), datetime(2026, 3, 29, 23, 59)]:
+        run(repository, live, Status.SUCCEEDED, local.replace(tzinfo=berlin), committed=None)
+    now = datetime(2026, 3, 30, 12, 0, tzinfo=berlin)
+    result = dora.dora_metrics(live, days=7, now=now)
+    per_day = {b.start.isoformat(): b.deployments for b in result.buckets if b.deployments}
+    assert per_day == {"2026-03-28": 1, "2026-03-29": 2}
