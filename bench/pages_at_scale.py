@@ -274,6 +274,13 @@ dashboard p50 164.8 / p95 217.0 ms, environment page 95.3 / 132.3, placement pag
 deployment page 51.6 / 76.1, awaiting-approval page 51.5 / 71.7, approvals inbox
 23.0 / 37.9, deploy form 34.0 / 64.0 ms.
 
+Insights reads every rollout in its range in one query: its cost grows with the
+rollouts in range, not with the table. Here one environment has about 17,000 rollouts in
+30 days (570 a day, far more than a team ships); the query takes about 21 ms (`EXPLAIN
+ANALYZE`) and most of the rest is psycopg parsing two timestamps per row. Before the
+buckets were found by bisection (each row's time was converted to local time), the same
+run measured insights 30 days p50 256.5 / p95 284.9 ms and the 90-day CSV 286.9 / 315.1 ms.
+
 _{machine_facts()}_
 """
     write_section("pages_at_scale", body)
