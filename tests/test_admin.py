@@ -209,3 +209,32 @@ def test_the_admin_refuses_a_variable_name_the_manage_form_refuses(
     assert response.status_code == 200
     assert "Use letters, digits and underscores, not starting with a digit." in response.content.decode()
     assert not Variable.objects.filter(name="1BAD").exists()
+
+
+def test_every_admin_change_is_in_the_audit_trail_without_secret_values(
+    root: Client, superuser: User, dev: User, dev_env: Environment
+) -> None:
+    save(root, dev_env, [{"name": "API_KEY", "is_secret": True, "value": SECRET}])
+    # A user's groups (their role) changed in the admin, as well as an environment.
+    response = root.post(
+        reverse("admin:auth_user_change", args=[dev.pk]),
+        {
+            "username": "dev",
+            "is_active": "on",
+            "groups": [],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "initial-date_joined_0": "2026-01-01",
+            "initial-date_joined_1": "00:00:00",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert not dev.groups.exists()
+
+    events = AuditEvent.objects.filter(details__via="admin")
+    user_event = events.get(object_type="user")
+    assert user_event.action == "admin.change" and user_event.actor == superuser
+    assert user_event.object_id == str(dev.pk) and "Groups" in user_event.details["change"]
+    env_event = events.get(object_type="environment")
+    assert env_event.object_id == str(dev_env.pk) and "API_KEY" in env_event.details["change"]
+    assert all(SECRET not in str(e.details) for e in AuditEvent.objects.all())

@@ -33,6 +33,7 @@ def audit(
     image_digest: str = "",
     object_type: str = "",
     object_repr: str = "",
+    object_id: str = "",
     **details: Any,
 ) -> AuditEvent:
     """Append one audit event. Call it inside the service's transaction."""
@@ -45,7 +46,7 @@ def audit(
         actor_name=user.get_username() if user else (actor if isinstance(actor, str) else "system"),
         action=action,
         object_type=object_type,
-        object_id=str(obj.pk) if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else object_id,
         object_repr=object_repr,
         commit_sha=commit_sha or getattr(obj, "commit_sha", "") or "",
         image_digest=image_digest or getattr(obj, "image_digest", "") or "",
