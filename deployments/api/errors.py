@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -74,4 +75,6 @@ def error_json(exc: APIException | Http404 | PermissionDenied) -> JsonResponse:
     response = JsonResponse(_body(api_exc), status=api_exc.status_code)
     if isinstance(api_exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response["WWW-Authenticate"] = "Bearer"
+    if isinstance(api_exc, exceptions.Throttled) and api_exc.wait is not None:
+        response["Retry-After"] = str(math.ceil(api_exc.wait))
     return response

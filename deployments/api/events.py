@@ -6,6 +6,7 @@ the stream and the visibility check are `deployments.streams`'."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,19 +18,27 @@ from deployments import streams
 
 from .authentication import bearer_token
 from .errors import error_json
+from .throttling import TokenRateThrottle
 
 
 async def _user(request: HttpRequest) -> Any:
-    """The token's user (which must hold `read`) or, without a bearer header, the session's."""
+    """The token's user (which must hold `read`) or, without a bearer header, the session's.
+    Each connection counts once against SHIPMATE_API_RATE, like any other API request."""
     token = await sync_to_async(bearer_token)(request.headers.get("Authorization", ""))
     if token is None:
         user = await request.auser()
         if not user.is_authenticated:
             raise exceptions.NotAuthenticated()
-        return user
-    if not token.has_scope("read"):
+    elif not token.has_scope("read"):
         raise exceptions.PermissionDenied("This token lacks the 'read' scope.")
-    return token.user
+    else:
+        user = token.user
+    # The throttle reads only these three of a DRF request.
+    throttle = TokenRateThrottle()
+    counted = SimpleNamespace(auth=token, user=user, META=request.META)
+    if not await sync_to_async(throttle.allow_request)(counted, None):
+        raise exceptions.Throttled(throttle.wait())
+    return user
 
 
 async def deployment_events(request: HttpRequest, pk: int) -> HttpResponse:

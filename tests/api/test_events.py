@@ -145,3 +145,17 @@ def test_the_schema_names_the_event_stream(client):
     schema = yaml.safe_load(client.get(reverse("api_schema")).content)
     operation = schema["paths"]["/api/v1/deployments/{id}/events"]["get"]
     assert "text/event-stream" in operation["responses"]["200"]["content"]
+
+
+def test_each_connection_counts_against_the_tokens_rate(server, deployment, dev, make_token, settings):
+    settings.API_RATE = "2/minute"
+    first, second = make_token(dev, ("read",)), make_token(dev, ("read",))
+    deployment.status = "succeeded"  # a finished run's stream ends by itself
+    deployment.save()
+    with httpx.Client(timeout=10) as http:
+        for _ in range(2):
+            assert http.get(_url(server, deployment), headers=_bearer(first)).status_code == 200
+        refused = http.get(_url(server, deployment), headers=_bearer(first))
+        assert refused.status_code == 429 and refused.json()["code"] == "throttled"
+        assert int(refused.headers["Retry-After"]) > 0
+        assert http.get(_url(server, deployment), headers=_bearer(second)).status_code == 200
