@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Min, OuterRef, Subquery
+from django.db.models import Count, Min
 from django.urls import reverse
 
 from .. import permissions
 from ..models import Deployment, Environment, Placement, Repository, Status
 from ..models.deployment import WAITING
-from .pages import _ACTIVE, _base, visible_environments
+from .pages import _ACTIVE, _base, visible_environments, with_current
 from .runs import last_successful, rollback_candidate
 
 WEBHOOK_DELIVERIES_SHOWN = 20
@@ -47,15 +47,12 @@ def placement_matrix(user: Any) -> tuple[list[Column], list[MatrixRow]]:
     """Applications × environments, in lifecycle order, in a constant number of queries."""
     envs = visible_environments(user)
     ids = [e.pk for e in envs]
-    latest = Deployment.objects.filter(
-        environment=OuterRef("environment"), repository=OuterRef("repository"), status=Status.SUCCEEDED
-    ).order_by("-finished_at", "-id")
-    placements = list(
-        Placement.objects.filter(environment_id__in=ids, enabled=True)
-        .select_related("repository", "environment")
-        .annotate(current_id=Subquery(latest.values("pk")[:1]))
+    placements = with_current(
+        Placement.objects.filter(environment_id__in=ids, enabled=True).select_related(
+            "repository", "environment"
+        )
     )
-    current = _base().in_bulk([p.current_id for p in placements if p.current_id])
+    runs_now = [p.current for p in placements if p.current]  # type: ignore[attr-defined]
     queued = {
         (row["environment_id"], row["repository_id"]): row["n"]
         for row in Deployment.objects.filter(
@@ -69,11 +66,11 @@ def placement_matrix(user: Any) -> tuple[list[Column], list[MatrixRow]]:
     for d in Deployment.objects.filter(environment_id__in=ids, status=Status.RUNNING).order_by("-phase"):
         running.setdefault((d.environment_id, d.repository_id), d)
     # When each running commit first appeared: code that appeared later is newer.
-    commits = {d.commit_sha for d in current.values() if d.commit_sha}
+    commits = {d.commit_sha for d in runs_now if d.commit_sha}
     first_seen = {
         (row["repository_id"], row["commit_sha"]): row["first"]
         for row in Deployment.objects.filter(
-            repository_id__in={d.repository_id for d in current.values()}, commit_sha__in=commits
+            repository_id__in={d.repository_id for d in runs_now}, commit_sha__in=commits
         )
         .values("repository_id", "commit_sha")
         .annotate(first=Min("created_at"))
@@ -90,7 +87,7 @@ def placement_matrix(user: Any) -> tuple[list[Column], list[MatrixRow]]:
         key = (p.environment_id, p.repository_id)
         row.cells[column[p.environment_id]] = Cell(
             placement=p,
-            current=current.get(p.current_id) if p.current_id else None,
+            current=p.current,  # type: ignore[attr-defined]
             running=running.get(key),
             queued=queued.get(key, 0),
             can_deploy=deployable[p.environment_id],

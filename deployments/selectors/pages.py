@@ -36,22 +36,26 @@ def visible_environments(user: Any) -> list[Environment]:
     return [env for env in envs if permissions.can_view_environment(user, env)]
 
 
-def placements_with_current(user: Any) -> list[Placement]:
-    """The placements in the environments `user` sees, each with `current`: the deployment
-    that last succeeded there (what runs), or None."""
+def with_current(placements: QuerySet[Placement]) -> list[Placement]:
+    """The placements, each with `current`: the deployment that last succeeded there (what
+    runs now), or None. Two queries, however many placements and deployments."""
     latest = Deployment.objects.filter(
         environment=OuterRef("environment"), repository=OuterRef("repository"), status=Status.SUCCEEDED
     ).order_by("-finished_at", "-id")
-    placements = list(
+    rows = list(placements.annotate(current_id=Subquery(latest.values("pk")[:1])))
+    current = _base().in_bulk([p.current_id for p in rows if p.current_id])
+    for placement in rows:
+        placement.current = current.get(placement.current_id)  # type: ignore[attr-defined]
+    return rows
+
+
+def placements_with_current(user: Any) -> list[Placement]:
+    """The placements in the environments `user` sees, each with `current` (with_current)."""
+    return with_current(
         Placement.objects.filter(environment__in=visible_environments(user))
         .select_related("repository", "environment", "locked_by")
-        .annotate(current_id=Subquery(latest.values("pk")[:1]))
         .order_by("environment__order", "environment__name", "repository__name")
     )
-    current = _base().in_bulk([p.current_id for p in placements if p.current_id])
-    for placement in placements:
-        placement.current = current.get(placement.current_id)  # type: ignore[attr-defined]
-    return placements
 
 
 def locks_in_force(user: Any) -> tuple[list[Environment], list[Placement]]:
@@ -74,17 +78,12 @@ def locks_in_force(user: Any) -> tuple[list[Environment], list[Placement]]:
 
 def environment_page(environment: Environment) -> list[PlacementRow]:
     """Every application placed in the environment, in a constant number of queries."""
-    latest = Deployment.objects.filter(
-        environment=OuterRef("environment"), repository=OuterRef("repository"), status=Status.SUCCEEDED
-    ).order_by("-finished_at", "-id")
-    placements = list(
+    placements = with_current(
         Placement.objects.filter(environment=environment)
         .select_related("repository", "environment", "locked_by")
-        .annotate(current_id=Subquery(latest.values("pk")[:1]))
         .order_by("repository__name")
     )
-    current = _base().in_bulk([p.current_id for p in placements if p.current_id])
-    rows = {p.repository_id: PlacementRow(p, current.get(p.current_id)) for p in placements}
+    rows = {p.repository_id: PlacementRow(p, p.current) for p in placements}  # type: ignore[attr-defined]
     active = _base().filter(environment=environment, status__in=_ACTIVE).order_by("created_at", "id")
     for d in active:
         row = rows.get(d.repository_id)
