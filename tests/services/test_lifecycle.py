@@ -114,20 +114,25 @@ def test_break_glass_cannot_be_self_approved_even_where_self_approval_is_allowed
         services.deployment_approve(user=release, deployment=d)
 
 
-def test_rollback_uses_the_previous_release_of_the_same_repository(dev, repository, dev_env):
-    other = Repository.objects.create(name="other", git_url="/srv/other", image_name="x/other")
+def released(env, user, *releases) -> None:
+    """Succeeded deployments of (repository, digit) in `env`, one second apart, in order."""
     now = timezone.now()
-    for i, (repo, digit) in enumerate([(repository, "a"), (other, "b"), (repository, "c")]):
+    for i, (repo, digit) in enumerate(releases):
         Deployment.objects.create(
             repository=repo,
-            environment=dev_env,
+            environment=env,
             ref="main",
-            requested_by=dev,
+            requested_by=user,
             status=Status.SUCCEEDED,
             commit_sha=digit * 40,
             image_digest=DIGEST + digit * 64,
             finished_at=now + timedelta(seconds=i),
         )
+
+
+def test_rollback_uses_the_previous_release_of_the_same_repository(dev, repository, dev_env):
+    other = Repository.objects.create(name="other", git_url="/srv/other", image_name="x/other")
+    released(dev_env, dev, (repository, "a"), (other, "b"), (repository, "c"))
     rollback = services.deployment_rollback(user=dev, environment=dev_env)
     assert rollback.repository == repository
     assert rollback.image_digest == DIGEST + "a" * 64
@@ -135,18 +140,7 @@ def test_rollback_uses_the_previous_release_of_the_same_repository(dev, reposito
 
 @pytest.mark.django_db(transaction=True)
 def test_a_developers_rollback_of_a_protected_environment_waits_for_an_approver(dev, repository, live_env):
-    now = timezone.now()
-    for i, digit in enumerate("ab"):
-        Deployment.objects.create(
-            repository=repository,
-            environment=live_env,
-            ref="main",
-            requested_by=dev,
-            status=Status.SUCCEEDED,
-            commit_sha=digit * 40,
-            image_digest=DIGEST + digit * 64,
-            finished_at=now + timedelta(seconds=i),
-        )
+    released(live_env, dev, (repository, "a"), (repository, "b"))
     rollback = services.deployment_rollback(user=dev, environment=live_env)
     assert execute(rollback.pk, worker="w") == Status.AWAITING_APPROVAL
     rollback.refresh_from_db()
